@@ -1,0 +1,24 @@
+"""skillcritic: skill-based RL (SPiRL, Skill-Critic) on Lightning + Hydra.
+
+Importing the package registers its gymnasium environments (``skillcritic/Maze-v0``).
+"""
+
+import os
+from importlib.metadata import PackageNotFoundError, version
+
+# Before mujoco or minari are imported: offscreen MuJoCo rendering, and no hub access ever.
+os.environ.setdefault("MUJOCO_GL", "egl")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import gymnasium  # noqa: E402
+
+try:
+    __version__ = version("skillcritic")
+except PackageNotFoundError:  # running from a checkout without an install
+    __version__ = "0.0.0"
+
+gymnasium.register(
+    id="skillcritic/Maze-v0",
+    entry_point="skillcritic.envs.maze.env:MazeEnv",
+    max_episode_steps=2000,
+)

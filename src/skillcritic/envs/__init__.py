@@ -1,0 +1,1 @@
+"""Environments: each a gymnasium env registered under the ``skillcritic/`` namespace."""

@@ -1,0 +1,1 @@
+"""Point-mass maze (MuJoCo): layouts, tasks, agent-centric views and the demonstration controller."""
