@@ -1,0 +1,36 @@
+# Quickstart: `make run` (the main job on the default env) and `make test` (the tests).
+# Both install what they need into .venv first; `make install` is idempotent and instant
+# once done (it reruns only when pyproject.toml changes).
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
+
+.PHONY: install run test lint format clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	# torch first and pinned: 2.13.0 is the CPU wheel; unpinned, pip would fetch a CUDA build.
+	$(PIP) install torch==2.13.0
+	$(PIP) install -e ".[dev]"
+	touch $(STAMP)
+
+run: install
+	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-data env=maze data.exist_ok=true
+
+test: install
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/ruff format --check src tests
+
+format: install
+	$(BIN)/ruff check --fix src tests
+	$(BIN)/ruff format src tests
+
+clean:
+	rm -rf $(VENV) dist build .pytest_cache .ruff_cache
