@@ -36,7 +36,8 @@ def test_help_and_cfg_job(command: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("command", "choice"), [("skillcritic-prior", "prior=cond_decoder"), ("skillcritic-rl", "agent=spirl")]
+    ("command", "choice"),
+    [("skillcritic-prior", "prior=cond_decoder"), ("skillcritic-rl", "agent=spirl")],
 )
 def test_unimplemented_stages_compose_and_say_so(command: str, choice: str, tmp_path: Path) -> None:
     done = run(command, "env=maze_nav", choice, cwd=tmp_path)
@@ -56,7 +57,9 @@ def test_collect_writes_a_loadable_dataset_and_run_folder(tmp_path: Path) -> Non
     assert episode.observations.shape[1] == 4 and episode.actions.shape[1] == 2
     assert np.abs(episode.actions).max() <= 1.0
     run_dir = tmp_path / "outputs/data/maze/small/t/seed5"
-    assert (run_dir / ".hydra/config.yaml").is_file() and (run_dir / "skillcritic-data.log").is_file()
+    assert (run_dir / ".hydra/config.yaml").is_file() and (
+        run_dir / "skillcritic-data.log"
+    ).is_file()
 
     again = run("skillcritic-data", *SMALL, "seed=5", "paths.data_dir=ds", cwd=tmp_path)
     assert again.returncode == 2 and "overwrite=true" in again.stderr
@@ -91,8 +94,15 @@ def test_unknown_env_lists_the_choices(tmp_path: Path) -> None:
 
 
 def test_multirun_sweep_folders_do_not_collide(tmp_path: Path) -> None:
-    done = run("skillcritic-data", "-m", *SMALL, "seed=0,1", "paths.data_dir=ds",
-               "data.dataset_id=skillcritic/sweep-${seed}-v0", cwd=tmp_path)
+    done = run(
+        "skillcritic-data",
+        "-m",
+        *SMALL,
+        "seed=0,1",
+        "paths.data_dir=ds",
+        "data.dataset_id=skillcritic/sweep-${seed}-v0",
+        cwd=tmp_path,
+    )
     assert done.returncode == 0, done.stderr
     sweeps = list((tmp_path / "outputs/multirun/data").iterdir())
     assert len(sweeps) == 1 and {p.name for p in sweeps[0].iterdir()} >= {"0", "1", "multirun.yaml"}

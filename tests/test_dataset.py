@@ -25,8 +25,15 @@ DATASET = "skillcritic/test-demos-v0"
 
 def collect(data_dir: Path, seed: int = 0, episodes: int = 4, workers: int = 1, **kwargs):
     return collect_dataset(
-        MazeDemoGenerator(seed, CONFIG), episodes, workers, data_dir, DATASET, STATE, ACTION,
-        "test", **kwargs,
+        MazeDemoGenerator(seed, CONFIG),
+        episodes,
+        workers,
+        data_dir,
+        DATASET,
+        STATE,
+        ACTION,
+        "test",
+        **kwargs,
     )
 
 
@@ -41,7 +48,9 @@ def test_round_trip_gives_the_generated_arrays(tmp_path: Path) -> None:
         dataset = minari.load_dataset(DATASET)
     assert dataset.total_episodes == 4 and dataset.total_steps == summary.steps
     options = episode_options(dataset)
-    for index, (episode, stored) in enumerate(zip(dataset.iterate_episodes(), options, strict=True)):
+    for index, (episode, stored) in enumerate(
+        zip(dataset.iterate_episodes(), options, strict=True)
+    ):
         demo = generate_demo(0, index, CONFIG).demo
         np.testing.assert_array_equal(episode.observations, demo.states)
         np.testing.assert_array_equal(episode.actions, demo.actions)
@@ -108,6 +117,12 @@ def test_bad_counts_are_rejected(tmp_path: Path, bad: dict) -> None:
     args = {"n_episodes": 2, "workers": 1} | bad
     with pytest.raises(ValueError, match=">= 1"):
         collect_dataset(
-            MazeDemoGenerator(0, CONFIG), args["n_episodes"], args["workers"], tmp_path, DATASET,
-            STATE, ACTION, "test",
+            MazeDemoGenerator(0, CONFIG),
+            args["n_episodes"],
+            args["workers"],
+            tmp_path,
+            DATASET,
+            STATE,
+            ACTION,
+            "test",
         )

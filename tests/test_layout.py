@@ -1,4 +1,4 @@
-"""Tests for skillcritic.envs.maze.layout: parsing, packaged tasks, connectivity, T-maze generator."""
+"""skillcritic.envs.maze.layout: parsing, packaged tasks, connectivity, T-maze generator."""
 
 from __future__ import annotations
 
@@ -77,14 +77,14 @@ def test_load_layout_roundtrip_and_missing_file(tmp_path: Path) -> None:
     path.write_text(SMALL)
     np.testing.assert_array_equal(load_layout(path), parse_layout(SMALL))
     missing = tmp_path / "nope.txt"
-    with pytest.raises(LayoutError, match="nope.txt"):
+    with pytest.raises(LayoutError, match=r"nope\.txt"):
         load_layout(missing)
 
 
 def test_load_layout_reports_path_in_parse_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.txt"
     path.write_text("###\n#O\n###\n")
-    with pytest.raises(LayoutError, match="bad.txt"):
+    with pytest.raises(LayoutError, match=r"bad\.txt"):
         load_layout(str(path))
 
 

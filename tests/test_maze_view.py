@@ -151,7 +151,10 @@ def test_raster_views_function_matches_class_other_size() -> None:
 def _camera_or_skip(physics: MazePhysics) -> CameraViews:
     try:
         return CameraViews(physics, 32)
-    except Exception as exc:  # no OpenGL backend (EGL/OSMesa) on this machine
+    except Exception as exc:
+        text = f"{type(exc).__module__} {type(exc).__name__} {exc}".lower()
+        if not any(word in text for word in ("opengl", "egl", "osmesa", "glfw", "gl context")):
+            raise
         pytest.skip(f"no OpenGL backend for MuJoCo rendering: {exc!r}")
 
 

@@ -33,7 +33,7 @@ SPLIT = grid(
 
 
 def assert_valid_path(walls: np.ndarray, path: np.ndarray, start: tuple, goal: tuple) -> None:
-    """A path starts and ends where asked, moves one 4-connected unit step at a time, avoids walls."""
+    """A path starts and ends where asked, moves in 4-connected unit steps, avoids walls."""
     assert path.dtype == np.int64
     assert path.ndim == 2 and path.shape[1] == 2
     assert tuple(path[0]) == tuple(start)

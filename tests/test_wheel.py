@@ -20,8 +20,9 @@ def wheel_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
         check=True,
     )
     (wheel,) = (root / "dist").glob("skillcritic-*.whl")
-    subprocess.run([*pip, "install", "--no-deps", "--target", str(root / "site"), str(wheel)],
-                   check=True)
+    subprocess.run(
+        [*pip, "install", "--no-deps", "--target", str(root / "site"), str(wheel)], check=True
+    )
     return root / "site"
 
 
@@ -34,8 +35,12 @@ def run_installed(site: Path, args: list[str], cwd: Path) -> subprocess.Complete
 def test_wheel_ships_configs_and_layouts(wheel_site: Path, tmp_path: Path) -> None:
     probe = run_installed(
         wheel_site,
-        [sys.executable, "-c",
-         "import skillcritic, skillcritic.cli as c; print(skillcritic.__file__); print(c.config_dir())"],
+        [
+            sys.executable,
+            "-c",
+            "import skillcritic, skillcritic.cli as c; "
+            "print(skillcritic.__file__); print(c.config_dir())",
+        ],
         tmp_path,
     )
     assert probe.returncode == 0, probe.stderr
@@ -49,8 +54,14 @@ def test_wheel_ships_configs_and_layouts(wheel_site: Path, tmp_path: Path) -> No
 def test_wheel_console_script_collects(wheel_site: Path, tmp_path: Path) -> None:
     done = run_installed(
         wheel_site,
-        [str(wheel_site / "bin" / "skillcritic-data"), "env=maze_traj", "data=small",
-         "data.episodes=2", "data.workers=1", "env.demos.layout_size=8"],
+        [
+            str(wheel_site / "bin" / "skillcritic-data"),
+            "env=maze_traj",
+            "data=small",
+            "data.episodes=2",
+            "data.workers=1",
+            "env.demos.layout_size=8",
+        ],
         tmp_path,
     )
     assert done.returncode == 0, done.stderr

@@ -10,7 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-import gymnasium  # noqa: E402
+import gymnasium
 
 try:
     __version__ = version("skillcritic")

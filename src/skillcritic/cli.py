@@ -139,16 +139,22 @@ def run_collect(cfg: DictConfig) -> CollectionSummary | None:
     )
     log.info(
         "controller success %.1f%% (%d of %d attempts); %d episodes without a demonstration",
-        100 * summary.success_rate, summary.successes, summary.attempts, summary.failed_episodes,
+        100 * summary.success_rate,
+        summary.successes,
+        summary.attempts,
+        summary.failed_episodes,
     )
     log.info(
         "%.1f s on %d workers: %.0f transitions/s, physics %.0f%% of worker time",
-        summary.seconds, summary.workers, summary.steps_per_second,
+        summary.seconds,
+        summary.workers,
+        summary.steps_per_second,
         100 * summary.physics_seconds / max(summary.seconds * summary.workers, 1e-9),
     )
     log.info(
         "read it with MINARI_DATASETS_PATH=%s and minari.load_dataset(%r)",
-        Path(cfg.paths.data_dir).resolve(), summary.dataset_id,
+        Path(cfg.paths.data_dir).resolve(),
+        summary.dataset_id,
     )
     sys.stdout.write(f"{summary.dataset_id}\n")
     return summary

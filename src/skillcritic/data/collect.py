@@ -72,7 +72,9 @@ def generate_parallel(
     """``[generate(i) for i in range(n_episodes)]`` over ``workers`` processes, in order, with a
     progress bar. ``generate`` must be picklable and depend only on its index (reproducibility)."""
     columns = (
-        TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
     outcomes: list[OutcomeLike] = []
@@ -138,8 +140,14 @@ def collect_dataset(
     if not demos:
         raise RuntimeError("no demonstration succeeded; check the demonstration settings")
     path = write_dataset(
-        data_dir, dataset_id, [to_episode_buffer(i, d) for i, d in enumerate(demos)],
-        observation_space, action_space, description, overwrite, eval_env,
+        data_dir,
+        dataset_id,
+        [to_episode_buffer(i, d) for i, d in enumerate(demos)],
+        observation_space,
+        action_space,
+        description,
+        overwrite,
+        eval_env,
     )
     return CollectionSummary(
         dataset_id=dataset_id,

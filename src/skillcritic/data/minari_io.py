@@ -124,7 +124,9 @@ def load_dataset(data_dir: str | Path, dataset_id: str, make_hint: str) -> minar
     """
     path = dataset_path(data_dir, dataset_id)
     if not path.exists():
-        raise DatasetError(f"no dataset {dataset_id} in {Path(data_dir)}; create it with: {make_hint}")
+        raise DatasetError(
+            f"no dataset {dataset_id} in {Path(data_dir)}; create it with: {make_hint}"
+        )
     if not is_minari_dataset(path):
         raise DatasetError(
             f"{path} exists but is not a Minari dataset; delete it and run: {make_hint}"

@@ -1,1 +1,1 @@
-"""Point-mass maze (MuJoCo): layouts, tasks, agent-centric views and the demonstration controller."""
+"""Point-mass maze (MuJoCo): layouts, tasks, agent-centric views, demonstration controller."""

@@ -157,8 +157,9 @@ def generate_demo(seed: int, index: int, config: DemoConfig) -> DemoOutcome:
             continue
         waypoints = path[1:].astype(np.float64)
         # Jitter the intermediate waypoints (not the goal) so demonstrations are not all on-grid.
-        waypoints[:-1] += rng.uniform(-config.waypoint_jitter, config.waypoint_jitter,
-                                      waypoints[:-1].shape)
+        waypoints[:-1] += rng.uniform(
+            -config.waypoint_jitter, config.waypoint_jitter, waypoints[:-1].shape
+        )
         physics = MazePhysics(walls)
         physics.reset(
             start + rng.uniform(-config.start_noise, config.start_noise, 2),
@@ -183,7 +184,7 @@ def generate_demo(seed: int, index: int, config: DemoConfig) -> DemoOutcome:
 
 @dataclass(frozen=True)
 class MazeDemoGenerator:
-    """Picklable ``index -> DemoOutcome`` for worker processes: demonstration ``index`` of ``seed``."""
+    """Picklable ``index -> DemoOutcome`` for worker processes (demonstration ``index``)."""
 
     seed: int
     config: DemoConfig

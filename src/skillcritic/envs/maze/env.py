@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import gymnasium
 import numpy as np
@@ -37,7 +37,7 @@ class MazeEnv(gymnasium.Env):
         render_mode: ``"rgb_array"`` for ``render()`` frames of the whole maze.
     """
 
-    metadata = {"render_modes": ["rgb_array"], "render_fps": 50}
+    metadata: ClassVar[dict[str, Any]] = {"render_modes": ["rgb_array"], "render_fps": 50}
 
     def __init__(
         self,
@@ -111,7 +111,9 @@ class MazeEnv(gymnasium.Env):
         if action.shape != (2,) or not np.all(np.isfinite(action)):
             raise ValueError(f"maze action must be 2 finite numbers, got {action!r}")
         self.physics.step(action)
-        at_goal = bool(np.linalg.norm(self.physics.data.qpos - self.goal_position) <= self.task.goal_radius)
+        at_goal = bool(
+            np.linalg.norm(self.physics.data.qpos - self.goal_position) <= self.task.goal_radius
+        )
         self._reached |= at_goal
         terminated = at_goal and self.terminate_on_success
         info = {"success": self._reached, "at_goal": at_goal}
@@ -148,8 +150,12 @@ def _override_task(
         if not (0 <= r < walls.shape[0] and 0 <= c < walls.shape[1]) or walls[r, c]:
             raise ValueError(f"maze {name} cell {cell} is not a free cell of the layout")
     return MazeTask(
-        name=f"{task.name}-custom", walls=walls, start=start, goal=goal,
-        goal_radius=task.goal_radius, episode_steps=task.episode_steps,
+        name=f"{task.name}-custom",
+        walls=walls,
+        start=start,
+        goal=goal,
+        goal_radius=task.goal_radius,
+        episode_steps=task.episode_steps,
     )
 
 
@@ -160,14 +166,15 @@ def render_maze(
     goal_radius: float,
     pixels_per_cell: int = 8,
 ) -> np.ndarray:
-    """A top-down RGB picture of the maze: walls dark, floor light, goal region green, agent blue."""
+    """A top-down RGB picture of the maze: walls dark, floor light, goal green, agent blue."""
     rows, cols = walls.shape
     # Pixel-centre coordinates in cell units (cell (r, c) spans [r - 0.5, r + 0.5)).
     ys = (np.arange(rows * pixels_per_cell) + 0.5) / pixels_per_cell - 0.5
     xs = (np.arange(cols * pixels_per_cell) + 0.5) / pixels_per_cell - 0.5
     frame = np.where(
         np.repeat(np.repeat(walls, pixels_per_cell, 0), pixels_per_cell, 1)[..., None],
-        np.array([60, 60, 70], np.uint8), np.array([235, 235, 225], np.uint8),
+        np.array([60, 60, 70], np.uint8),
+        np.array([235, 235, 225], np.uint8),
     )
     if goal is not None:
         in_goal = (ys[:, None] - goal[0]) ** 2 + (xs[None] - goal[1]) ** 2 <= goal_radius**2
@@ -175,5 +182,3 @@ def render_maze(
     agent = (ys[:, None] - position[0]) ** 2 + (xs[None] - position[1]) ** 2 <= 0.3**2
     frame[agent] = (30, 80, 230)
     return frame
-
-

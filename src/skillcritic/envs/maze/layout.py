@@ -332,7 +332,8 @@ def random_t_maze(
     lo, hi = wall_length
     if not 0.0 < lo <= hi <= 1.0:
         raise ValueError(
-            f"wall_length must satisfy 0 < wall_length[0] <= wall_length[1] <= 1, got {wall_length!r}"
+            "wall_length must satisfy 0 < wall_length[0] <= wall_length[1] <= 1, "
+            f"got {wall_length!r}"
         )
     if not temperature >= 0.0:
         raise ValueError(f"temperature must be >= 0, got {temperature!r}")

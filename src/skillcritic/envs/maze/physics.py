@@ -37,10 +37,8 @@ def wall_boxes(walls: np.ndarray) -> list[tuple[float, float, float]]:
     return boxes
 
 
-def maze_xml(
-    walls: np.ndarray, goal: tuple[float, float] | None, view_cells: float = 4.0
-) -> str:
-    """The MJCF of a maze: merged wall boxes, an optional goal marker and the agent with its camera."""
+def maze_xml(walls: np.ndarray, goal: tuple[float, float] | None, view_cells: float = 4.0) -> str:
+    """The MJCF of a maze: merged wall boxes, an optional goal marker, the agent and its camera."""
     rows, cols = walls.shape
     geoms = [
         f'<geom type="box" pos="{r} {c} 0.5" size="0.5 {half} 0.5" rgba="{_rgba(WALL_RGBA)}"/>'

@@ -17,7 +17,9 @@ WALL, GOAL = 0, 1
 N_CHANNELS = 2
 
 
-def _axis_overlap(centres: np.ndarray, size: int, view_cells: float) -> tuple[np.ndarray, np.ndarray]:
+def _axis_overlap(
+    centres: np.ndarray, size: int, view_cells: float
+) -> tuple[np.ndarray, np.ndarray]:
     """Per view and pixel, the fraction of the pixel's extent along one axis inside each cell.
 
     Returns the first cell index of each view (N,) and overlaps (N, size, K) for cells

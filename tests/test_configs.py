@@ -1,0 +1,70 @@
+"""Every config combination composes, and the run folders follow the documented pattern."""
+
+import pytest
+from hydra import compose, initialize_config_dir
+
+from skillcritic.cli import config_dir
+from skillcritic.envs.maze.layout import TASK_NAMES
+
+ENVS = ["maze", "maze_nav", "maze_traj"]
+PRIORS = ["open_loop", "closed_loop", "cond_decoder", "flat"]
+AGENTS = [
+    "sac",
+    "bc_sac",
+    "flat_prior",
+    "no_prior",
+    "spirl",
+    "spirl_cl",
+    "spirl_cd",
+    "skill_critic",
+]
+AGENT_PRIOR = {
+    "sac": None,
+    "bc_sac": "flat",
+    "flat_prior": "flat",
+    "no_prior": "open_loop",
+    "spirl": "open_loop",
+    "spirl_cl": "closed_loop",
+    "spirl_cd": "cond_decoder",
+    "skill_critic": "cond_decoder",
+}
+
+
+def composed(config_name: str, overrides: list[str]):
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        return compose(config_name=config_name, overrides=overrides, return_hydra_config=True)
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("prior", PRIORS)
+def test_prior_configs(env: str, prior: str) -> None:
+    cfg = composed("train_prior", [f"env={env}", f"prior={prior}", "seed=2", "prefix=p"])
+    assert cfg.prior.name == prior and cfg.env.task in TASK_NAMES
+    assert cfg.run_dir == f"outputs/prior/{env}/{prior}/p/seed2"
+
+
+@pytest.mark.parametrize("env", ENVS)
+@pytest.mark.parametrize("agent", AGENTS)
+def test_rl_configs(env: str, agent: str) -> None:
+    cfg = composed("train_rl", [f"env={env}", f"agent={agent}"])
+    assert cfg.agent.prior == AGENT_PRIOR[agent]
+    assert cfg.agent.prior_ckpt == "latest"
+    assert cfg.run_dir == f"outputs/rl/{env}/{agent}/default/seed0"
+
+
+def test_env_tasks_and_data_presets() -> None:
+    tasks = {env: composed("collect", [f"env={env}"]).env.task for env in ENVS}
+    assert tasks == {"maze": "spirl", "maze_nav": "nav", "maze_traj": "traj"}
+    default = composed("collect", [])
+    small = composed("collect", ["data=small", "paths.outputs=/o"])
+    assert default.data.dataset_id == "skillcritic/maze-demos-v0"
+    assert default.data.episodes == default.env.demos.episodes
+    assert small.data.dataset_id == "skillcritic/maze-demos-small-v0"  # never mixed up
+    assert small.run_dir == "/o/data/maze/small/default/seed0"
+    assert small.hydra.run.dir == small.run_dir
+
+
+def test_gpu_trainers_compose() -> None:
+    assert composed("train_prior", ["trainer=gpu"]).trainer.accelerator == "gpu"
+    ddp = composed("train_rl", ["trainer=ddp"]).trainer
+    assert ddp.strategy == "ddp" and ddp.devices == -1
