@@ -22,6 +22,8 @@ ENV_ID = "skillcritic/Maze-v0"
 AGENT_MASS = 4.0 / 3.0 * np.pi * 0.1**3 * 1000.0
 DV_PER_STEP = TIMESTEP * 100.0 / AGENT_MASS  # ~0.2387 cells/s per step at full force
 AGENT_RGB = (30, 80, 230)
+# Offsets from the goal (+row) just inside / outside the goal radius 1.
+INSIDE, OUTSIDE = np.array([0.9, 0.0]), np.array([1.1, 0.0])
 
 
 def make(**kwargs) -> gymnasium.Env:
@@ -68,7 +70,7 @@ def test_check_env_and_reset(task: str) -> None:
     rng = np.random.default_rng(0)
     previous = obs
     for _ in range(5):
-        obs, reward, terminated, truncated, info = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
+        obs, _, _, _, info = env.step(rng.uniform(-1, 1, 2).astype(np.float32))
         np.testing.assert_array_equal(obs["view"][0], previous["view"][1])
         assert env.observation_space.contains(obs)
         previous = obs
@@ -121,17 +123,17 @@ def test_reward_radius_and_episode_success() -> None:
     zero = np.zeros(2, np.float32)
 
     env.reset(seed=0)
-    _place(env, goal + [1.1, 0.0])
+    _place(env, goal + OUTSIDE)
     _, reward, terminated, _, info = env.step(zero)
     assert reward == 0.0 and info["success"] is False and info["at_goal"] is False
     assert not terminated
 
-    _place(env, goal + [0.9, 0.0])
+    _place(env, goal + INSIDE)
     _, reward, terminated, _, info = env.step(zero)
     assert reward == 1.0 and info["success"] is True and info["at_goal"] is True
     assert not terminated  # terminate_on_success is off by default
 
-    _place(env, goal + [1.1, 0.0])
+    _place(env, goal + OUTSIDE)
     _, reward, _, _, info = env.step(zero)
     assert reward == 0.0 and info["at_goal"] is False
     assert info["success"] is True  # reached earlier in this episode
@@ -148,9 +150,9 @@ def test_terminate_on_success() -> None:
     goal = np.asarray(load_task("spirl").goal, dtype=np.float64)
     env.reset(seed=0)
     zero = np.zeros(2, np.float32)
-    _place(env, goal + [1.1, 0.0])
+    _place(env, goal + OUTSIDE)
     assert env.step(zero)[2] is False
-    _place(env, goal + [0.9, 0.0])
+    _place(env, goal + INSIDE)
     _, reward, terminated, truncated, _ = env.step(zero)
     assert reward == 1.0 and terminated is True and truncated is False
     env.close()

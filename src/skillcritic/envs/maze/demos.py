@@ -89,10 +89,14 @@ class DemoOutcome:
 
 
 def pd_action(
-    waypoint: np.ndarray, position: np.ndarray, velocity: np.ndarray, gain: float, damping: float
-) -> np.ndarray:
-    """The PD waypoint controller: ``clip(gain * (waypoint - position) - damping * velocity)``."""
-    return np.clip(gain * (waypoint - position) - damping * velocity, -1.0, 1.0)
+    waypoint: float, position: float, velocity: float, gain: float, damping: float
+) -> float:
+    """The PD waypoint controller on one axis: ``clip(gain * (w - p) - damping * v, -1, 1)``.
+
+    Plain floats: the control loop calls it twice per physics step, where numpy's per-call
+    overhead would cost more than the physics.
+    """
+    return min(max(gain * (waypoint - position) - damping * velocity, -1.0), 1.0)
 
 
 def drive(
@@ -125,8 +129,8 @@ def drive(
                 break
             target += 1
             goal_row, goal_col = targets[target]
-        a_row = min(max(gain * (goal_row - row) - damping * v_row, -1.0), 1.0)
-        a_col = min(max(gain * (goal_col - col) - damping * v_col, -1.0), 1.0)
+        a_row = pd_action(goal_row, row, v_row, gain, damping)
+        a_col = pd_action(goal_col, col, v_col, gain, damping)
         actions.append((a_row, a_col))
         ctrl[0], ctrl[1] = a_row, a_col
         if abs(v_row) > MAX_SPEED or abs(v_col) > MAX_SPEED:

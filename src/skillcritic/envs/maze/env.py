@@ -146,6 +146,8 @@ def _override_task(
     start = tuple(start) if start is not None else task.start
     goal = tuple(goal) if goal is not None else task.goal
     for name, cell in (("start", start), ("goal", goal)):
+        if len(cell) != 2 or not all(isinstance(v, int | np.integer) for v in cell):
+            raise ValueError(f"maze {name} must be a (row, col) pair of integers, got {cell}")
         r, c = cell
         if not (0 <= r < walls.shape[0] and 0 <= c < walls.shape[1]) or walls[r, c]:
             raise ValueError(f"maze {name} cell {cell} is not a free cell of the layout")

@@ -44,6 +44,21 @@ def maze_xml(walls: np.ndarray, goal: tuple[float, float] | None, view_cells: fl
         f'<geom type="box" pos="{r} {c} 0.5" size="0.5 {half} 0.5" rgba="{_rgba(WALL_RGBA)}"/>'
         for r, c, half in wall_boxes(walls)
     ]
+    # Outside the grid reads as wall in the raster views; show the camera the same with a
+    # visual-only frame around the layout, wide enough for any view from inside.
+    frame = view_cells / 2 + 1
+    mid_row, mid_col = (rows - 1) / 2, (cols - 1) / 2
+    half_rows, half_cols = rows / 2 + frame, cols / 2
+    for pos, size in (
+        ((-0.5 - frame / 2, mid_col), (frame / 2, half_cols + frame)),
+        ((rows - 0.5 + frame / 2, mid_col), (frame / 2, half_cols + frame)),
+        ((mid_row, -0.5 - frame / 2), (half_rows, frame / 2)),
+        ((mid_row, cols - 0.5 + frame / 2), (half_rows, frame / 2)),
+    ):
+        geoms.append(
+            f'<geom type="box" pos="{pos[0]} {pos[1]} 0.5" size="{size[0]} {size[1]} 0.5" '
+            f'contype="0" conaffinity="0" rgba="{_rgba(WALL_RGBA)}"/>'
+        )
     if goal is not None:
         geoms.append(
             f'<geom name="goal" type="cylinder" pos="{goal[0]} {goal[1]} 0.01" '
