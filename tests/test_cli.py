@@ -93,10 +93,12 @@ def test_unknown_env_lists_the_choices(tmp_path: Path) -> None:
     assert "Traceback" not in done.stderr
 
 
-def test_multirun_sweep_folders_do_not_collide(tmp_path: Path) -> None:
+@pytest.mark.parametrize("launcher", ["basic", "joblib"])
+def test_multirun_sweep_folders_do_not_collide(launcher: str, tmp_path: Path) -> None:
     done = run(
         "skillcritic-data",
         "-m",
+        f"hydra/launcher={launcher}",
         *SMALL,
         "seed=0,1",
         "paths.data_dir=ds",

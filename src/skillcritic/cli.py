@@ -11,6 +11,7 @@ import functools
 import logging
 import os
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,22 @@ log = logging.getLogger("skillcritic")
 
 USER_ERROR_EXIT = 2
 
-OmegaConf.register_new_resolver("pid", os.getpid, replace=True)
+SWEEP_ID_VARIABLE = "SKILLCRITIC_SWEEP_ID"
+
+
+def sweep_id() -> str:
+    """``<date>_<time>_<pid>`` of the process that launched the sweep, fixed on first use.
+
+    Launchers resolve ``hydra.sweep.dir`` again inside each job's process (joblib, submitit);
+    the id travels to them through the environment, so all jobs of one sweep share one folder,
+    while two sweeps started in the same second still get two.
+    """
+    if SWEEP_ID_VARIABLE not in os.environ:
+        os.environ[SWEEP_ID_VARIABLE] = f"{time.strftime('%Y-%m-%d_%H-%M-%S')}_{os.getpid()}"
+    return os.environ[SWEEP_ID_VARIABLE]
+
+
+OmegaConf.register_new_resolver("sweep_id", sweep_id, replace=True)
 
 
 def config_dir() -> Path:
