@@ -1,0 +1,288 @@
+"""``skillcritic-prior``: config -> data module, skill model, Lightning Trainer; and the prior check.
+
+The top layer: it reads the composed ``DictConfig`` and hands typed values to the layers below.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+
+import gymnasium
+import lightning as L
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks.progress.rich_progress import RichProgressBarTheme
+from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
+from omegaconf import DictConfig, OmegaConf
+from torch import Tensor
+
+from skillcritic.data.minari_io import dataset_path, is_minari_dataset
+from skillcritic.data.windows import WindowDataModule
+from skillcritic.errors import UserError
+from skillcritic.models.skills import VARIANTS, SkillSpec
+from skillcritic.prior.module import NonFiniteLossError, SkillPriorModule, spec_dict
+from skillcritic.prior.policy import PriorPolicy, PriorRollouts, run_prior_episodes
+from skillcritic.viz.pictures import plot_maze_paths, plot_reconstructions, plot_visit_heatmap
+
+log = logging.getLogger(__name__)
+
+CHECKPOINTS = "checkpoints"
+
+
+def make_env(cfg: DictConfig, **overrides: object) -> gymnasium.Env:
+    """The env's target task (``overrides`` replace env kwargs, e.g. a start cell)."""
+    kwargs = OmegaConf.to_container(cfg.env.kwargs) | overrides
+    try:
+        return gymnasium.make(cfg.env.id, task=cfg.env.task, **kwargs)
+    except (TypeError, ValueError) as error:  # LayoutError is a ValueError and a UserError
+        raise UserError(f"cannot make env {cfg.env.name}: {error}") from error
+
+
+def skill_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> SkillSpec:
+    """Model sizes from the prior config; dims and observation kind from the env."""
+    prior = cfg.prior
+    if prior.name not in VARIANTS:
+        raise UserError(f"unknown prior variant {prior.name!r}; use one of {VARIANTS}")
+    return SkillSpec(
+        variant=prior.name,
+        state_dim=state_dim,
+        action_dim=action_dim,
+        image=bool(cfg.env.image),
+        view_channels=2,
+        view_size=int(cfg.env.kwargs.view_size),
+        horizon=prior.horizon,
+        latent_dim=prior.latent_dim,
+        beta=prior.beta,
+        hidden=prior.hidden,
+        feature_dim=prior.feature_dim,
+        decoder_layers=prior.decoder_layers,
+        prior_layers=prior.prior_layers,
+    )
+
+
+def find_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
+    """``resume``: None (fresh run), ``latest`` (this run folder's last.ckpt) or a path."""
+    if resume is None:
+        return None
+    path = run_dir / CHECKPOINTS / "last.ckpt" if resume == "latest" else Path(resume)
+    if not path.is_file():
+        raise UserError(f"no checkpoint to resume at {path}; train first or pass resume=PATH")
+    return path
+
+
+def load_prior(path: Path, variant: str | None = None) -> SkillPriorModule:
+    """A trained prior from its checkpoint (weights only); ``variant`` must match if given."""
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    spec = checkpoint.get("hyper_parameters", {}).get("spec")
+    if spec is None:
+        raise UserError(f"{path} is not a skillcritic prior checkpoint")
+    if variant is not None and spec["variant"] != variant:
+        raise UserError(
+            f"{path} holds a {spec['variant']} prior, not {variant}; pass prior={spec['variant']}"
+        )
+    module = SkillPriorModule(**checkpoint["hyper_parameters"])
+    module.load_state_dict(checkpoint["state_dict"])
+    return module.eval()
+
+
+def _ensure_dataset(cfg: DictConfig) -> None:
+    """Collect the default dataset when it is missing (unless ``data.auto_collect=false``)."""
+    target = dataset_path(cfg.paths.data_dir, cfg.data.dataset_id)
+    if is_minari_dataset(target):
+        return
+    command = f"skillcritic-data env={cfg.env.name} paths.data_dir={cfg.paths.data_dir}"
+    if target.exists() or not cfg.data.auto_collect:
+        return  # the data module reports the problem with the command that fixes it
+    log.info("dataset %s is missing; collecting it now (%s)", cfg.data.dataset_id, command)
+    from skillcritic.cli import run_collect
+
+    run_collect(cfg)
+
+
+def _pictures(
+    cfg: DictConfig, run_dir: Path
+) -> Callable[[SkillPriorModule, dict[str, Tensor]], None]:
+    """What each validation draws: reconstructions and, for mazes, prior skills in the maze."""
+    pictures = run_dir / "pictures"
+    starts: list[tuple[int, int]] = []
+    if cfg.env.family == "maze":
+        task_env = make_env(cfg)
+        free = np.argwhere(~task_env.unwrapped.task.walls)
+        rng = np.random.default_rng(cfg.seed)
+        starts = [tuple(task_env.unwrapped.task.start)] + [
+            tuple(int(v) for v in free[i]) for i in rng.choice(len(free), 3, replace=False)
+        ]
+        task_env.close()
+
+    def draw(module: SkillPriorModule, batch: dict[str, Tensor]) -> None:
+        step = module.global_step
+        was_training = module.training
+        module.eval()
+        with torch.no_grad():
+            output = module.model(module.prepare(batch))
+        plot_reconstructions(
+            output.targets[:4].numpy(),
+            output.reconstruction[:4].numpy(),
+            pictures / "reconstructions.png",
+            f"{module.spec.variant}: reconstructions, step {step}",
+        )
+        if starts:
+            rollouts = _prior_paths(cfg, module, starts, seed=cfg.seed)
+            walls = rollouts[1]
+            plot_maze_paths(
+                walls,
+                list(rollouts[0]),
+                pictures / "prior_skills.png",
+                title=f"{module.spec.variant}: 20 prior skills from 4 starts, step {step}",
+            )
+        module.train(was_training)
+
+    return draw
+
+
+def _prior_paths(
+    cfg: DictConfig,
+    module: SkillPriorModule,
+    starts: list[tuple[int, int]],
+    seed: int,
+    samples_per_start: int = 4,
+    skills: int = 20,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Paths of ``skills`` consecutive prior skills from each start (samples_per_start each)."""
+    envs = [make_env(cfg, start=start) for start in starts for _ in range(samples_per_start)]
+    policy = PriorPolicy(module, generator=torch.Generator().manual_seed(seed))
+    rollouts = run_prior_episodes(policy, envs, seed, max_steps=skills * module.spec.horizon)
+    walls = envs[0].unwrapped.task.walls
+    for env in envs:
+        env.close()
+    return rollouts.positions, walls
+
+
+def train_prior(cfg: DictConfig) -> Path:
+    """Train the configured prior; returns the path of the last checkpoint."""
+    run_dir = Path(cfg.run_dir)
+    checkpoint = find_checkpoint(run_dir, cfg.resume)
+    if checkpoint is not None:
+        load_prior(checkpoint, cfg.prior.name)  # refuse a checkpoint of another variant early
+    if cfg.trainer.threads:
+        torch.set_num_threads(int(cfg.trainer.threads))
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
+    _ensure_dataset(cfg)
+
+    env = make_env(cfg)
+    state_dim = env.observation_space["state"].shape[0]
+    action_dim = env.action_space.shape[0]
+    env.close()
+    horizon_spec = skill_spec(cfg, state_dim, action_dim)
+    datamodule = WindowDataModule(
+        data_dir=cfg.paths.data_dir,
+        dataset_id=cfg.data.dataset_id,
+        n_actions=horizon_spec.n_actions,
+        batch_size=cfg.prior.batch_size,
+        val_data_size=cfg.prior.val_data_size,
+        seed=cfg.seed,
+        with_views=bool(cfg.env.image),
+        normalize_states=bool(cfg.env.normalize_states),
+        make_hint=f"skillcritic-data env={cfg.env.name} paths.data_dir={cfg.paths.data_dir}",
+    )
+    datamodule.setup("fit")
+    if (datamodule.state_dim, datamodule.action_dim) != (state_dim, action_dim):
+        raise UserError(
+            f"dataset {cfg.data.dataset_id} has states of {datamodule.state_dim} and actions of "
+            f"{datamodule.action_dim} dims, env {cfg.env.name} has {state_dim} and {action_dim}; "
+            "collect the env's own dataset with skillcritic-data"
+        )
+    stats = datamodule.state_stats
+    module = SkillPriorModule(
+        spec=spec_dict(horizon_spec),
+        lr=cfg.prior.lr,
+        init_grad_clip=cfg.prior.init_grad_clip,
+        init_grad_clip_steps=cfg.prior.init_grad_clip_steps,
+        best_of_n=cfg.prior.best_of_n,
+        state_mean=None if stats is None else stats[0].tolist(),
+        state_std=None if stats is None else stats[1].tolist(),
+        on_validation=_pictures(cfg, run_dir),
+    )
+    logger = (
+        TensorBoardLogger(save_dir=run_dir, name="", version="tensorboard", default_hp_metric=False)
+        if cfg.logger.kind == "tensorboard"
+        else CSVLogger(save_dir=run_dir, name="", version="csv")
+    )
+    checkpoints = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINTS,
+        filename="best-{step}",
+        monitor="val/rec",
+        mode="min",
+        save_top_k=1,
+        save_last=True,
+        auto_insert_metric_name=False,
+    )
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        strategy=cfg.trainer.strategy,
+        precision=cfg.trainer.precision,
+        max_steps=cfg.trainer.max_steps,
+        val_check_interval=cfg.trainer.val_check_interval,
+        check_val_every_n_epoch=None,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        num_sanity_val_steps=0,
+        logger=logger,
+        default_root_dir=run_dir,
+        callbacks=[checkpoints, RichProgressBar(theme=RichProgressBarTheme())],
+        enable_model_summary=False,
+    )
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+    except NonFiniteLossError as error:
+        raise UserError(str(error)) from error
+    last = run_dir / CHECKPOINTS / "last.ckpt"
+    log.info("prior %s: checkpoints in %s, logs in %s", cfg.prior.name, last.parent, logger.log_dir)
+    return last
+
+
+def check_prior(cfg: DictConfig) -> PriorRollouts:
+    """Run the target task with HL = the learned prior, LL = the decoder (no learning)."""
+    run_dir = Path(cfg.run_dir)
+    path = (
+        Path(cfg.check.checkpoint) if cfg.check.checkpoint else run_dir / CHECKPOINTS / "last.ckpt"
+    )
+    if not path.is_file():
+        raise UserError(
+            f"no prior checkpoint at {path}; train it with: skillcritic-prior env={cfg.env.name} "
+            f"prior={cfg.prior.name}"
+        )
+    module = load_prior(path, cfg.prior.name)
+    envs = [make_env(cfg) for _ in range(cfg.check.episodes)]
+    policy = PriorPolicy(
+        module,
+        deterministic=cfg.check.deterministic,
+        generator=torch.Generator().manual_seed(cfg.seed),
+    )
+    rollouts = run_prior_episodes(policy, envs, cfg.seed)
+    log.info(
+        "prior check %s on %s: success %.2f, mean return %.1f over %d episodes",
+        cfg.prior.name,
+        cfg.env.task,
+        rollouts.success_rate,
+        rollouts.returns.mean(),
+        len(envs),
+    )
+    if cfg.env.family == "maze":
+        task = envs[0].unwrapped.task
+        out = run_dir / "check"
+        plot_visit_heatmap(
+            task.walls,
+            rollouts.positions,
+            out / "visits.png",
+            task.goal,
+            f"{cfg.prior.name} prior on {cfg.env.task}: success {rollouts.success_rate:.2f}",
+        )
+        plot_maze_paths(task.walls, list(rollouts.positions), out / "paths.png", task.goal)
+        log.info("pictures in %s", out)
+    for env in envs:
+        env.close()
+    return rollouts
