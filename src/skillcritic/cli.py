@@ -183,17 +183,21 @@ def data_main(cfg: DictConfig) -> None:
 
 
 # ------------------------------------------------------------------------------------------
-# skillcritic-prior, skillcritic-rl (their issues are next)
+# skillcritic-prior, skillcritic-rl
 # ------------------------------------------------------------------------------------------
 
 
 @_hydra_entry("train_prior")
 def prior_main(cfg: DictConfig) -> None:
-    """``skillcritic-prior env=maze prior=closed_loop``."""
-    raise UserError(
-        "skillcritic-prior: prior training is not implemented yet; the config composed fine "
-        "(see it with --cfg job)"
-    )
+    """``skillcritic-prior env=maze prior=closed_loop [mode=check]``."""
+    from skillcritic.train_prior import check_prior, train_prior
+
+    if cfg.mode == "train":
+        train_prior(cfg)
+    elif cfg.mode == "check":
+        check_prior(cfg)
+    else:
+        raise UserError(f"unknown mode {cfg.mode!r}; use mode=train or mode=check")
 
 
 @_hydra_entry("train_rl")

@@ -153,28 +153,34 @@ class SkillModel(nn.Module):
         self.spec = spec
         self.prior = LearnedPrior(spec)
 
-    def encode(self, observations: Tensor, actions: Tensor) -> DiagGaussian:
-        """q(z | skill) from the H observations and the H target actions."""
+    def step_features(self, observations: Tensor) -> Tensor:
+        """Features e_t of observations (..., *obs_shape) -> (..., F); computed once per batch
+        and shared by encoder and decoder. The open-loop model has none (returns its input)."""
+        return observations
+
+    def encode(self, features: Tensor, actions: Tensor) -> DiagGaussian:
+        """q(z | skill) from the H step features and the H target actions."""
         raise NotImplementedError
 
-    def decode(self, z: Tensor, observations: Tensor) -> Tensor:
-        """Action means (B, H, da) of skill z along the observations (B, H, ...)."""
+    def decode(self, z: Tensor, features: Tensor) -> Tensor:
+        """Action means (B, H, da) of skill z along the step features (B, H, F)."""
         raise NotImplementedError
 
-    def decode_step(self, z: Tensor, observation: Tensor, step: int) -> Tensor:
-        """The action mean (B, da) at step ``step`` of skill z, given the current observation
+    def decode_step(self, z: Tensor, feature: Tensor, step: int) -> Tensor:
+        """The action mean (B, da) at step ``step`` of skill z, given the current feature (B, F)
         (closed-loop execution; the open-loop model plans instead, see ``decode``)."""
         raise NotImplementedError
 
     def forward(self, batch: dict[str, Tensor]) -> SkillOutput:
         observations, targets = step_observations(batch, self.spec)
-        posterior = self.encode(observations, targets)
+        features = self.step_features(observations)
+        posterior = self.encode(features, targets)
         z = posterior.rsample()
         return SkillOutput(
             posterior=posterior,
             prior=self.prior(observations[:, 0]),
             z=z,
-            reconstruction=self.decode(z, observations),
+            reconstruction=self.decode(z, features),
             targets=targets,
         )
 
@@ -198,7 +204,8 @@ class SkillModel(nn.Module):
         observations, targets = step_observations(batch, self.spec)
         prior = self.prior(observations[:, 0])
         z = prior.rsample_n(n_samples)  # (n, B, nz)
-        repeated = observations.unsqueeze(0).expand(n_samples, *observations.shape)
+        features = self.step_features(observations)  # once, shared by the n samples
+        repeated = features.unsqueeze(0).expand(n_samples, *features.shape)
         decoded = self.decode(z.flatten(0, 1), repeated.flatten(0, 1))
         errors = ((decoded.unflatten(0, (n_samples, -1)) - targets) ** 2).mean(dim=(-1, -2))
         return errors.min(dim=0).values.mean()
@@ -212,10 +219,14 @@ class OpenLoopSkillModel(SkillModel):
         self.encoder = SequenceEncoder(spec.action_dim, 2 * spec.latent_dim, spec.hidden)
         self.decoder = RecurrentDecoder(spec.action_dim, spec.latent_dim, spec.horizon, spec.hidden)
 
-    def encode(self, observations: Tensor, actions: Tensor) -> DiagGaussian:
+    def step_features(self, observations: Tensor) -> Tensor:
+        obs_dims = 3 if self.spec.image else 1  # the decoder sees no observation: empty features
+        return observations.new_zeros((*observations.shape[: observations.dim() - obs_dims], 0))
+
+    def encode(self, features: Tensor, actions: Tensor) -> DiagGaussian:
         return DiagGaussian.from_params(self.encoder(actions))
 
-    def decode(self, z: Tensor, observations: Tensor) -> Tensor:
+    def decode(self, z: Tensor, features: Tensor) -> Tensor:
         return self.decoder(z)
 
 
@@ -274,11 +285,11 @@ class CondDecoderSkillModel(SkillModel):
         inputs = torch.cat([features, z.unsqueeze(1).expand(-1, steps, -1), time], -1)
         return DiagGaussian.from_params(self.decoder(inputs))
 
-    def decode(self, z: Tensor, observations: Tensor) -> Tensor:
-        return self.action_distribution(z, observations).mu
+    def decode(self, z: Tensor, features: Tensor) -> Tensor:
+        return self.action_distribution(z, features).mu
 
-    def decode_step(self, z: Tensor, observation: Tensor, step: int) -> Tensor:
-        return self.action_distribution(z, observation.unsqueeze(1), step).mu[:, 0]
+    def decode_step(self, z: Tensor, feature: Tensor, step: int) -> Tensor:
+        return self.action_distribution(z, feature.unsqueeze(1), step).mu[:, 0]
 
 
 class FlatBCModel(nn.Module):

@@ -77,13 +77,13 @@ class PriorPolicy:
                 prior = model.prior(observation)
                 self._z = self._sample(prior.mu, prior.sigma)
                 if isinstance(model, OpenLoopSkillModel):
-                    self._plan = model.decode(self._z, observation.unsqueeze(1))
+                    self._plan = model.decode(self._z, model.step_features(observation))
             assert self._z is not None
             if isinstance(model, OpenLoopSkillModel):
                 assert self._plan is not None
                 action = self._plan[:, k]
             else:
-                action = model.decode_step(self._z, observation, k)
+                action = model.decode_step(self._z, model.step_features(observation), k)
         self.step += 1
         return action.clamp(-1.0, 1.0).numpy()
 

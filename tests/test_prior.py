@@ -1,0 +1,162 @@
+"""Prior training: every variant learns on real demonstrations, and the CLI writes a usable run."""
+
+import os
+import subprocess
+from pathlib import Path
+
+import gymnasium
+import lightning as L
+import numpy as np
+import pytest
+import torch
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from conftest import BIN
+from skillcritic.data.collect import collect_dataset
+from skillcritic.data.windows import WindowDataModule
+from skillcritic.envs.maze.demos import DemoConfig, MazeDemoGenerator
+from skillcritic.models.skills import VARIANTS, SkillSpec
+from skillcritic.prior.module import NonFiniteLossError, SkillPriorModule, spec_dict
+
+DATASET = "skillcritic/prior-test-v0"
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("prior-data")
+    collect_dataset(
+        MazeDemoGenerator(0, DemoConfig(layout_size=8, min_steps=20)),
+        12,
+        1,
+        root,
+        DATASET,
+        gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32),
+        gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        "prior tests",
+    )
+    return root
+
+
+class LossRecorder(L.Callback):
+    def __init__(self) -> None:
+        self.losses: list[float] = []
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        self.losses.append(float(outputs["loss"]))
+
+
+def small_module(variant: str) -> SkillPriorModule:
+    spec = SkillSpec(
+        variant=variant,
+        state_dim=4,
+        action_dim=2,
+        image=True,
+        horizon=1 if variant == "flat" else 10,
+        hidden=32,
+        prior_layers=2,
+    )
+    return SkillPriorModule(spec_dict(spec), lr=3e-3, best_of_n=4, init_grad_clip_steps=5)
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_every_variant_learns(variant: str, data_dir: Path) -> None:
+    torch.manual_seed(0)
+    module = small_module(variant)
+    datamodule = WindowDataModule(
+        data_dir, DATASET, module.spec.n_actions, batch_size=32, val_data_size=32, with_views=True
+    )
+    recorder = LossRecorder()
+    trainer = L.Trainer(
+        max_steps=60,
+        val_check_interval=30,
+        check_val_every_n_epoch=None,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        callbacks=[recorder],
+    )
+    trainer.fit(module, datamodule=datamodule)
+    assert trainer.global_step == 60
+    first, last = np.mean(recorder.losses[:10]), np.mean(recorder.losses[-10:])
+    assert last < first - 0.1, (first, last)
+    assert "val/best_of_n_mse" in trainer.callback_metrics
+
+
+def test_non_finite_loss_names_step_and_term(data_dir: Path) -> None:
+    module = small_module("closed_loop")
+    datamodule = WindowDataModule(
+        data_dir, DATASET, module.spec.n_actions, batch_size=8, with_views=True
+    )
+    datamodule.setup("fit")
+    batch = next(iter(datamodule.train_dataloader()))
+    batch["actions"][0, 3, 0] = float("nan")
+    with pytest.raises(NonFiniteLossError, match=r"'rec'.*step 0"):
+        module.training_step(batch, 0)
+
+
+def run(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    env = os.environ | {"HF_HUB_OFFLINE": "1", "COLUMNS": "200"}
+    return subprocess.run(
+        [str(BIN / "skillcritic-prior"), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+TINY = [
+    "env=maze",
+    "prior=closed_loop",
+    "data=small",
+    "data.episodes=6",
+    "data.workers=1",
+    "env.demos.layout_size=8",
+    "prior.batch_size=16",
+    "prior.val_data_size=16",
+    "prior.best_of_n=4",
+    "prior.hidden=32",
+    "prior.prior_layers=2",
+    "trainer.val_check_interval=4",
+    "trainer.log_every_n_steps=2",
+]
+
+
+def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
+    # No dataset yet: the command collects the small one itself, then trains.
+    done = run([*TINY, "trainer.max_steps=8"], tmp_path)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "outputs/prior/maze/closed_loop/default/seed0"
+    last = run_dir / "checkpoints/last.ckpt"
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 8
+    assert checkpoint["hyper_parameters"]["spec"]["variant"] == "closed_loop"
+    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    events = EventAccumulator(str(run_dir / "tensorboard"))
+    events.Reload()
+    assert {"train/total", "train/rec", "val/rec", "val/best_of_n_mse"} <= set(
+        events.Tags()["scalars"]
+    )
+    for picture in ("reconstructions.png", "prior_skills.png"):
+        assert (run_dir / "pictures" / picture).stat().st_size > 1000
+
+    resumed = run([*TINY, "trainer.max_steps=12", "resume=latest"], tmp_path)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 12
+
+    wrong = run([*TINY, "prior=open_loop", f"resume={last}"], tmp_path)
+    assert wrong.returncode == 2 and "holds a closed_loop prior" in wrong.stderr
+
+    check = run([*TINY, "mode=check", "check.episodes=2"], tmp_path)
+    assert check.returncode == 0, check.stderr[-3000:]
+    assert "prior check closed_loop on spirl: success" in check.stderr
+    assert (run_dir / "check/visits.png").is_file() and (run_dir / "check/paths.png").is_file()
+
+
+def test_missing_dataset_without_auto_collect_names_the_command(tmp_path: Path) -> None:
+    done = run([*TINY, "data.auto_collect=false"], tmp_path)
+    assert done.returncode == 2
+    assert "skillcritic-data env=maze" in done.stderr and "Traceback" not in done.stderr
