@@ -9,15 +9,15 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
-import gymnasium
 import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from torch import Tensor
 
+from skillcritic.collect_data import collect_data, make_env
 from skillcritic.data.minari_io import dataset_path, is_minari_dataset
 from skillcritic.data.windows import WindowDataModule
 from skillcritic.errors import UserError
@@ -38,15 +38,6 @@ class StepProgressBar(RichProgressBar):
         metrics = super().get_metrics(trainer, pl_module)
         metrics.pop("v_num", None)
         return metrics
-
-
-def make_env(cfg: DictConfig, **overrides: object) -> gymnasium.Env:
-    """The env's target task (``overrides`` replace env kwargs, e.g. a start cell)."""
-    kwargs = OmegaConf.to_container(cfg.env.kwargs) | overrides
-    try:
-        return gymnasium.make(cfg.env.id, task=cfg.env.task, **kwargs)
-    except (TypeError, ValueError) as error:  # LayoutError is a ValueError and a UserError
-        raise UserError(f"cannot make env {cfg.env.name}: {error}") from error
 
 
 def skill_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> SkillSpec:
@@ -105,9 +96,7 @@ def _ensure_dataset(cfg: DictConfig) -> None:
     if target.exists() or not cfg.data.auto_collect:
         return  # the data module reports the problem with the command that fixes it
     log.info("dataset %s is missing; collecting it now (%s)", cfg.data.dataset_id, command)
-    from skillcritic.cli import run_collect
-
-    run_collect(cfg)
+    collect_data(cfg)
 
 
 def _pictures(

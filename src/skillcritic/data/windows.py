@@ -391,7 +391,10 @@ class WindowDataModule(L.LightningDataModule):
         self._require_setup()
         assert self.train_sampler is not None
         if self._train_stream is None:
-            self._train_stream = _Endless(self.train_sampler, self.batch_size, self.seed)
+            # Under DDP every process draws its own stream (rank 0 keeps the plain seed's).
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+            seed = self.seed if rank == 0 else hash((self.seed, rank)) % 2**31
+            self._train_stream = _Endless(self.train_sampler, self.batch_size, seed)
         return DataLoader(self._train_stream, batch_size=None, num_workers=0)
 
     def val_batches(self) -> list[Batch]:

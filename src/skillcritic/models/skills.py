@@ -244,19 +244,18 @@ class ClosedLoopSkillModel(SkillModel):
             feature_dim + spec.latent_dim, spec.action_dim, spec.hidden, spec.decoder_layers
         )
 
-    def encode(self, observations: Tensor, actions: Tensor) -> DiagGaussian:
-        return DiagGaussian.from_params(
-            self.encoder(torch.cat([actions, self.features(observations)], -1))
-        )
+    def step_features(self, observations: Tensor) -> Tensor:
+        return self.features(observations)
 
-    def decode(self, z: Tensor, observations: Tensor) -> Tensor:
-        features = self.features(observations)
-        return self.decoder(
-            torch.cat([features, z.unsqueeze(1).expand(-1, features.shape[1], -1)], -1)
-        )
+    def encode(self, features: Tensor, actions: Tensor) -> DiagGaussian:
+        return DiagGaussian.from_params(self.encoder(torch.cat([actions, features], -1)))
 
-    def decode_step(self, z: Tensor, observation: Tensor, step: int) -> Tensor:
-        return self.decode(z, observation.unsqueeze(1))[:, 0]
+    def decode(self, z: Tensor, features: Tensor) -> Tensor:
+        steps = features.shape[1]
+        return self.decoder(torch.cat([features, z.unsqueeze(1).expand(-1, steps, -1)], -1))
+
+    def decode_step(self, z: Tensor, feature: Tensor, step: int) -> Tensor:
+        return self.decoder(torch.cat([feature, z], -1))
 
 
 class CondDecoderSkillModel(SkillModel):
@@ -272,14 +271,14 @@ class CondDecoderSkillModel(SkillModel):
         self.decoder = mlp(in_dim, 2 * spec.action_dim, spec.hidden, spec.decoder_layers)
         self.register_buffer("time_onehot", torch.eye(spec.horizon), persistent=False)
 
-    def encode(self, observations: Tensor, actions: Tensor) -> DiagGaussian:
+    def step_features(self, observations: Tensor) -> Tensor:
+        return self.features(observations)
+
+    def encode(self, features: Tensor, actions: Tensor) -> DiagGaussian:
         return DiagGaussian.from_params(self.encoder(actions))
 
-    def action_distribution(
-        self, z: Tensor, observations: Tensor, first_step: int = 0
-    ) -> DiagGaussian:
-        """π_dec(a_t | e_t, z, t) for t = first_step, first_step + 1, ... along the observations."""
-        features = self.features(observations)
+    def action_distribution(self, z: Tensor, features: Tensor, first_step: int = 0) -> DiagGaussian:
+        """π_dec(a_t | e_t, z, t) for t = first_step, first_step + 1, ... along the features."""
         batch, steps = features.shape[:2]
         time = self.time_onehot[first_step : first_step + steps].expand(batch, -1, -1)
         inputs = torch.cat([features, z.unsqueeze(1).expand(-1, steps, -1), time], -1)

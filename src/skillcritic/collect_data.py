@@ -1,0 +1,103 @@
+"""``skillcritic-data``: config -> demonstration generator -> local Minari dataset.
+
+The top layer (reads the composed ``DictConfig``); also home of ``make_env``, which every
+command uses to build the env's target task from its config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import gymnasium
+import numpy as np
+from omegaconf import DictConfig, OmegaConf
+
+from skillcritic.data.collect import CollectionSummary, collect_dataset
+from skillcritic.data.minari_io import dataset_path, is_minari_dataset
+from skillcritic.errors import UserError
+
+log = logging.getLogger(__name__)
+
+
+def make_env(cfg: DictConfig, **overrides: object) -> gymnasium.Env:
+    """The env's target task (``overrides`` replace env kwargs, e.g. a start cell)."""
+    kwargs = OmegaConf.to_container(cfg.env.kwargs) | overrides
+    try:
+        return gymnasium.make(cfg.env.id, task=cfg.env.task, **kwargs)
+    except (TypeError, ValueError) as error:  # LayoutError is a ValueError and a UserError
+        raise UserError(f"cannot make env {cfg.env.name}: {error}") from error
+
+
+def _demo_generator(cfg: DictConfig) -> tuple[Callable[[int], Any], gymnasium.spaces.Space]:
+    """The env's demonstration generator and the observation space of its dataset."""
+    if cfg.env.family == "maze":
+        from skillcritic.envs.maze.demos import DemoConfig, MazeDemoGenerator
+
+        options = OmegaConf.to_container(cfg.env.demos)
+        options.pop("episodes")
+        try:
+            config = DemoConfig(**options)
+        except (TypeError, ValueError) as error:
+            raise UserError(f"invalid env.demos settings: {error}") from error
+        state_space = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)
+        return MazeDemoGenerator(cfg.seed, config), state_space
+    raise UserError(f"env {cfg.env.name} has no demonstration generator")
+
+
+def collect_data(cfg: DictConfig) -> CollectionSummary | None:
+    """``skillcritic-data``: collect the env's demonstrations into a local Minari dataset."""
+    workers = cfg.data.workers if cfg.data.workers is not None else os.cpu_count() or 1
+    if not isinstance(workers, int) or workers < 1:
+        raise UserError(f"data.workers must be an integer >= 1, got {workers!r}")
+    episodes = cfg.data.episodes
+    if not isinstance(episodes, int) or episodes < 1:
+        raise UserError(f"data.episodes must be an integer >= 1, got {episodes!r}")
+    target = dataset_path(cfg.paths.data_dir, cfg.data.dataset_id)
+    if cfg.data.get("exist_ok") and is_minari_dataset(target):
+        log.info("dataset %s already exists in %s; kept it", cfg.data.dataset_id, target)
+        sys.stdout.write(f"{cfg.data.dataset_id}\n")
+        return None
+    env = make_env(cfg)  # checks the env config before minutes of collection
+    generate, observation_space = _demo_generator(cfg)
+    summary = collect_dataset(
+        generate,
+        n_episodes=episodes,
+        workers=workers,
+        data_dir=cfg.paths.data_dir,
+        dataset_id=cfg.data.dataset_id,
+        observation_space=observation_space,
+        action_space=env.action_space,
+        description=f"{cfg.env.name} demonstrations (seed {cfg.seed}, {episodes} episodes)",
+        overwrite=cfg.data.overwrite,
+        eval_env=env.spec,
+    )
+    env.close()
+    log.info(
+        "wrote %d episodes, %d transitions to %s", summary.episodes, summary.steps, summary.path
+    )
+    log.info(
+        "controller success %.1f%% (%d of %d attempts); %d episodes without a demonstration",
+        100 * summary.success_rate,
+        summary.successes,
+        summary.attempts,
+        summary.failed_episodes,
+    )
+    log.info(
+        "%.1f s on %d workers: %.0f transitions/s, physics %.0f%% of worker time",
+        summary.seconds,
+        summary.workers,
+        summary.steps_per_second,
+        100 * summary.physics_seconds / max(summary.seconds * summary.workers, 1e-9),
+    )
+    log.info(
+        "read it with MINARI_DATASETS_PATH=%s and minari.load_dataset(%r)",
+        Path(cfg.paths.data_dir).resolve(),
+        summary.dataset_id,
+    )
+    sys.stdout.write(f"{summary.dataset_id}\n")
+    return summary
