@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -11,6 +12,8 @@ import torch
 from torch import Tensor
 
 from skillcritic.models.skills import SkillSpec, build_skill_model
+
+log = logging.getLogger(__name__)
 
 
 class NonFiniteLossError(RuntimeError):
@@ -88,6 +91,11 @@ class SkillPriorModule(L.LightningModule):
             self._picture_batch = batch
 
     def on_validation_epoch_end(self) -> None:
+        metrics = self.trainer.callback_metrics
+        summary = ", ".join(
+            f"{k} {float(v):.4f}" for k, v in sorted(metrics.items()) if k.startswith("val/")
+        )
+        log.info("step %d: %s", self.global_step, summary)  # a trace for runs without a terminal
         if self.on_validation is not None and self._picture_batch is not None:
             self.on_validation(self, self._picture_batch)
         self._picture_batch = None
