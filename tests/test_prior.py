@@ -143,6 +143,10 @@ def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
     for picture in ("reconstructions.png", "prior_skills.png"):
         assert (run_dir / "pictures" / picture).stat().st_size > 1000
 
+    again = run([*TINY, "trainer.max_steps=8"], tmp_path)  # a fresh run never overwrites
+    assert again.returncode == 2 and "resume=latest" in again.stderr
+    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
+
     resumed = run([*TINY, "trainer.max_steps=12", "resume=latest"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 12
@@ -160,3 +164,33 @@ def test_missing_dataset_without_auto_collect_names_the_command(tmp_path: Path) 
     done = run([*TINY, "data.auto_collect=false"], tmp_path)
     assert done.returncode == 2
     assert "skillcritic-data env=maze" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_dataset_of_another_env_is_refused(tmp_path: Path) -> None:
+    from minari.data_collector import EpisodeBuffer
+
+    from skillcritic.data.minari_io import write_dataset
+
+    episodes = [
+        EpisodeBuffer(
+            id=i,
+            observations=np.zeros((31, 3), np.float32),
+            actions=np.zeros((30, 2), np.float32),
+            rewards=np.zeros(30, np.float32),
+            terminations=np.eye(30, dtype=bool)[-1],
+            truncations=np.zeros(30, bool),
+        )
+        for i in range(3)
+    ]
+    write_dataset(
+        tmp_path / "ds",
+        "skillcritic/other-v0",
+        episodes,
+        gymnasium.spaces.Box(-np.inf, np.inf, (3,), np.float32),
+        gymnasium.spaces.Box(-1.0, 1.0, (2,), np.float32),
+        "another env",
+    )
+    done = run([*TINY, "paths.data_dir=ds", "data.dataset_id=skillcritic/other-v0"], tmp_path)
+    assert done.returncode == 2, done.stderr[-2000:]
+    lines = done.stderr.strip().splitlines()
+    assert lines[-1].startswith("error: ") and "skillcritic/other-v0" in lines[-1], lines[-3:]

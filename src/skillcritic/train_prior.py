@@ -63,10 +63,22 @@ def skill_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> SkillSpec:
 
 
 def find_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
-    """``resume``: None (fresh run), ``latest`` (this run folder's last.ckpt) or a path."""
+    """The checkpoint to continue: ``resume`` is None (fresh run), ``latest`` (this run folder's
+    last.ckpt), ``auto`` (latest if there is one, else fresh) or a path.
+
+    A fresh run never writes over a run folder that already holds checkpoints.
+    """
+    last = run_dir / CHECKPOINTS / "last.ckpt"
     if resume is None:
+        if last.exists():
+            raise UserError(
+                f"{run_dir} already holds a trained prior; continue it with resume=latest, or "
+                "start another run with prefix=NAME (or another seed)"
+            )
         return None
-    path = run_dir / CHECKPOINTS / "last.ckpt" if resume == "latest" else Path(resume)
+    if resume == "auto":
+        return last if last.is_file() else None
+    path = last if resume == "latest" else Path(resume)
     if not path.is_file():
         raise UserError(f"no checkpoint to resume at {path}; train first or pass resume=PATH")
     return path
