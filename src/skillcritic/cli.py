@@ -1,14 +1,14 @@
-"""Console entry points: thin Hydra mains over testable ``run_*(cfg)`` functions.
+"""Console entry points: thin Hydra mains over the per-command functions.
 
-This is the only layer that reads ``DictConfig``; everything below takes typed arguments.
-A ``UserError`` (bad config value, missing or corrupt input) becomes one log line and exit
-code 2; anything else is a bug and raises.
+``collect_data.collect_data(cfg)`` and ``train_prior.train_prior(cfg)`` / ``check_prior(cfg)``
+are, with this module, the only code that reads ``DictConfig``; everything below takes typed
+arguments. A ``UserError`` (bad config value, missing or corrupt input) becomes one line on
+stderr and exit code 2; anything else is a bug and raises.
 """
 
 from __future__ import annotations
 
 import functools
-import logging
 import os
 import sys
 import time
@@ -22,8 +22,6 @@ from omegaconf import DictConfig, OmegaConf
 import skillcritic  # noqa: F401  (registers the envs)
 from skillcritic.collect_data import collect_data
 from skillcritic.errors import UserError
-
-log = logging.getLogger("skillcritic")
 
 USER_ERROR_EXIT = 2
 
@@ -73,9 +71,7 @@ def _hydra_entry(config_name: str) -> Callable[[Callable[[DictConfig], Any]], Ca
                 check_common(cfg)
                 run(cfg)
             except UserError as error:
-                # One plain line (no wrapping, no traceback) for the user; the log file too.
-                logging.getLogger("skillcritic").debug("user error", exc_info=True)
-                sys.stderr.write(f"error: {error}\n")
+                sys.stderr.write(f"error: {error}\n")  # one plain line: no wrapping, no traceback
                 sys.exit(USER_ERROR_EXIT)
 
         @functools.wraps(run)
@@ -95,15 +91,10 @@ def data_main(cfg: DictConfig) -> None:
     collect_data(cfg)
 
 
-# ------------------------------------------------------------------------------------------
-# skillcritic-prior, skillcritic-rl
-# ------------------------------------------------------------------------------------------
-
-
 @_hydra_entry("train_prior")
 def prior_main(cfg: DictConfig) -> None:
     """``skillcritic-prior env=maze prior=closed_loop [mode=check]``."""
-    from skillcritic.train_prior import check_prior, train_prior
+    from skillcritic.train_prior import check_prior, train_prior  # torch: only where needed
 
     if cfg.mode == "train":
         train_prior(cfg)

@@ -86,7 +86,10 @@ def find_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
 
 def load_prior(path: Path, variant: str | None = None) -> SkillPriorModule:
     """A trained prior from its checkpoint (weights only); ``variant`` must match if given."""
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # truncated file, not a torch file, unsafe pickle, ...
+        raise UserError(f"cannot read checkpoint {path} ({error})") from error
     spec = checkpoint.get("hyper_parameters", {}).get("spec")
     if spec is None:
         raise UserError(f"{path} is not a skillcritic prior checkpoint")
@@ -114,12 +117,14 @@ def _ensure_dataset(cfg: DictConfig) -> None:
 def _pictures(
     cfg: DictConfig, run_dir: Path
 ) -> Callable[[SkillPriorModule, dict[str, Tensor]], None]:
-    """What each validation draws: reconstructions and, for mazes, prior skills in the maze."""
+    """What each validation draws: reconstructions and, for mazes, chained prior skills from
+    the task's start and three random free cells, drawn into the target maze."""
     pictures = run_dir / "pictures"
-    starts: list[tuple[int, int]] = []
+    walls, starts = None, []
     if cfg.env.family == "maze":
         task_env = make_env(cfg)
-        free = np.argwhere(~task_env.unwrapped.task.walls)
+        walls = task_env.unwrapped.task.walls
+        free = np.argwhere(~walls)
         rng = np.random.default_rng(cfg.seed)
         starts = [tuple(task_env.unwrapped.task.start)] + [
             tuple(int(v) for v in free[i]) for i in rng.choice(len(free), 3, replace=False)
@@ -127,8 +132,7 @@ def _pictures(
         task_env.close()
 
     def draw(module: SkillPriorModule, batch: dict[str, Tensor]) -> None:
-        step = module.global_step
-        was_training = module.training
+        step, was_training = module.global_step, module.training
         module.eval()
         with torch.no_grad():
             output = module.model(module.prepare(batch))
@@ -138,36 +142,35 @@ def _pictures(
             pictures / "reconstructions.png",
             f"{module.spec.variant}: reconstructions, step {step}",
         )
-        if starts:
-            rollouts = _prior_paths(cfg, module, starts, seed=cfg.seed)
-            walls = rollouts[1]
+        if walls is not None:
+            positions = prior_paths(cfg, module, starts, seed=cfg.seed)
             plot_maze_paths(
                 walls,
-                list(rollouts[0]),
+                list(positions),
                 pictures / "prior_skills.png",
-                title=f"{module.spec.variant}: 20 prior skills from 4 starts, step {step}",
+                title=f"{module.spec.variant}: 20 chained prior skills from 4 starts, step {step}",
             )
         module.train(was_training)
 
     return draw
 
 
-def _prior_paths(
+def prior_paths(
     cfg: DictConfig,
     module: SkillPriorModule,
     starts: list[tuple[int, int]],
     seed: int,
     samples_per_start: int = 4,
     skills: int = 20,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Paths of ``skills`` consecutive prior skills from each start (samples_per_start each)."""
+) -> np.ndarray:
+    """Positions (N, T+1, 2) of ``skills`` chained prior skills, ``samples_per_start`` runs from
+    each start cell of the target maze."""
     envs = [make_env(cfg, start=start) for start in starts for _ in range(samples_per_start)]
     policy = PriorPolicy(module, generator=torch.Generator().manual_seed(seed))
     rollouts = run_prior_episodes(policy, envs, seed, max_steps=skills * module.spec.horizon)
-    walls = envs[0].unwrapped.task.walls
     for env in envs:
         env.close()
-    return rollouts.positions, walls
+    return rollouts.positions
 
 
 def train_prior(cfg: DictConfig) -> Path:
@@ -178,9 +181,8 @@ def train_prior(cfg: DictConfig) -> Path:
         load_prior(checkpoint, cfg.prior.name)  # refuse a checkpoint of another variant early
     if cfg.trainer.threads:
         torch.set_num_threads(int(cfg.trainer.threads))
-    torch.set_flush_denormal(
-        True
-    )  # tiny activations in the conv layers are ~1.5x slower as denormals
+    # Denormal activations make the conv layers ~1.5x slower on CPU; flush them to zero.
+    torch.set_flush_denormal(True)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     _ensure_dataset(cfg)
 
@@ -188,11 +190,11 @@ def train_prior(cfg: DictConfig) -> Path:
     state_dim = env.observation_space["state"].shape[0]
     action_dim = env.action_space.shape[0]
     env.close()
-    horizon_spec = skill_spec(cfg, state_dim, action_dim)
+    spec = skill_spec(cfg, state_dim, action_dim)
     datamodule = WindowDataModule(
         data_dir=cfg.paths.data_dir,
         dataset_id=cfg.data.dataset_id,
-        n_actions=horizon_spec.n_actions,
+        n_actions=spec.n_actions,
         batch_size=cfg.prior.batch_size,
         val_data_size=cfg.prior.val_data_size,
         seed=cfg.seed,
@@ -209,7 +211,7 @@ def train_prior(cfg: DictConfig) -> Path:
         )
     stats = datamodule.state_stats
     module = SkillPriorModule(
-        spec=spec_dict(horizon_spec),
+        spec=spec_dict(spec),
         lr=cfg.prior.lr,
         init_grad_clip=cfg.prior.init_grad_clip,
         init_grad_clip_steps=cfg.prior.init_grad_clip_steps,
