@@ -18,8 +18,12 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[dev]"
 	touch $(STAMP)
 
+# The maze pipeline so far: demonstrations, then the open-loop skill prior SPiRL uses
+# (about 25 min on 2 cores). Both steps keep what an earlier run made: an existing dataset is
+# reused and the prior continues from its last checkpoint (resume=auto).
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-data env=maze data.exist_ok=true
+	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-prior env=maze prior=open_loop resume=auto
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
