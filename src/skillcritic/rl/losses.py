@@ -63,12 +63,11 @@ def squashed_sample(dist: DiagGaussian, scale: float = 1.0) -> tuple[Tensor, Ten
     return a, u, log_prob
 
 
-def critic_target(
-    reward: Tensor, terminated: Tensor, next_value: Tensor, gamma: float
-) -> Tensor:
+def critic_target(reward: Tensor, terminated: Tensor, next_value: Tensor, gamma: float) -> Tensor:
     """TD target ``y = r + γ·(1 − terminated)·next_value``, without gradient.
 
-    Only ``terminated`` stops the bootstrap: a time-limit truncation still bootstraps (reference §6.4).
+    Only ``terminated`` stops the bootstrap: a time-limit truncation still bootstraps
+    (reference §6.4).
     """
     _check_same_shape(
         "critic_target", "reward", reward, terminated=terminated, next_value=next_value
@@ -78,9 +77,7 @@ def critic_target(
         return reward.to(next_value.dtype) + gamma * not_done * next_value.detach()
 
 
-def soft_next_value(
-    next_q_min: Tensor, next_regulariser: Tensor, alpha: Tensor | float
-) -> Tensor:
+def soft_next_value(next_q_min: Tensor, next_regulariser: Tensor, alpha: Tensor | float) -> Tensor:
     """Soft value ``min_i Q̄_i(s', ã') − α·reg(s')`` (reg: ``log π(ã'|s')`` or ``D(s')``)."""
     _check_same_shape(
         "soft_next_value", "next_q_min", next_q_min, next_regulariser=next_regulariser
@@ -119,9 +116,7 @@ def actor_loss(q_min: Tensor, regulariser: Tensor, alpha: Tensor | float) -> Ten
     return (-q_min + alpha * regulariser).mean()
 
 
-def entropy_temperature_loss(
-    log_alpha: Tensor, log_prob: Tensor, target_entropy: float
-) -> Tensor:
+def entropy_temperature_loss(log_alpha: Tensor, log_prob: Tensor, target_entropy: float) -> Tensor:
     """``−mean(log α · (log π + H̄).detach())``: α grows while the entropy −log π is below H̄."""
     if log_alpha.numel() != 1:
         raise ValueError(
@@ -186,7 +181,9 @@ def ll_bootstrap_value(
             raise ValueError(
                 f"{where}: boundary_value='clean' needs next_hl_divergence and alpha_hl"
             )
-        _check_same_shape(where, "next_q_ll_min", next_q_ll_min, next_hl_divergence=next_hl_divergence)
+        _check_same_shape(
+            where, "next_q_ll_min", next_q_ll_min, next_hl_divergence=next_hl_divergence
+        )
         hl_penalty = _scalar(where, "alpha_hl", alpha_hl) * next_hl_divergence
     inside = next_q_ll_min - ll_penalty
     boundary = next_q_hl_min - hl_penalty

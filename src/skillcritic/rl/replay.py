@@ -66,7 +66,10 @@ class ReplayBuffer:
         return self._size
 
     def __repr__(self) -> str:
-        return f"ReplayBuffer(size={self._size}, capacity={self._capacity}, fields={list(self._specs)})"
+        return (
+            f"ReplayBuffer(size={self._size}, capacity={self._capacity}, "
+            f"fields={list(self._specs)})"
+        )
 
     def add(self, batch: Mapping[str, npt.ArrayLike]) -> None:
         """Append N rows at once (every field, leading dim N), overwriting the oldest when full.
@@ -149,7 +152,9 @@ class ReplayBuffer:
             raise ValueError(
                 f"ReplayBuffer.load_state_dict: expected capacity {self._capacity}, got {capacity}"
             )
-        if not (0 <= size <= capacity and 0 <= pos < capacity and (size == capacity or pos == size)):
+        if not (
+            0 <= size <= capacity and 0 <= pos < capacity and (size == capacity or pos == size)
+        ):
             raise ValueError(
                 f"ReplayBuffer.load_state_dict: inconsistent pos={pos}, size={size} "
                 f"for capacity {capacity}"
