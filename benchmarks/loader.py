@@ -1,7 +1,7 @@
 """Window loader speed: load a dataset into memory, then time ``WindowSampler.sample``.
 
-    .venv/bin/python benchmarks/loader.py [--data-dir /tmp/wd/data]
-        [--dataset-id skillcritic/maze-demos-small-v0] [--n-actions 11] [--batch-size 128]
+    .venv/bin/python benchmarks/loader.py [--data-dir data]
+        [--dataset-id skillcritic/maze-demos-v0] [--n-actions 11] [--batch-size 128]
 
 Target: <= 2 ms per batch of 128 windows without views.
 """
@@ -33,8 +33,8 @@ def time_sampler(sampler: WindowSampler, batch_size: int, seconds: float) -> tup
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-dir", default="/tmp/wd/data")
-    parser.add_argument("--dataset-id", default="skillcritic/maze-demos-small-v0")
+    parser.add_argument("--data-dir", default="data")
+    parser.add_argument("--dataset-id", default="skillcritic/maze-demos-v0")
     parser.add_argument("--n-actions", type=int, default=11)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seconds", type=float, default=3.0, help="timing per configuration")

@@ -47,10 +47,16 @@ def main() -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument(
+        "--no-flush-denormal",
+        dest="flush_denormal",
+        action="store_false",
+        help="keep denormal floats (skillcritic-prior flushes them)",
+    )
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    torch.set_flush_denormal(True)  # as skillcritic-prior does
+    torch.set_flush_denormal(args.flush_denormal)
     print(
         f"python {platform.python_version()}, torch {torch.__version__}, numpy {np.__version__}, "
         f"torch threads {torch.get_num_threads()}, batch {args.batch_size}, {args.dataset_id}"

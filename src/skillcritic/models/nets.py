@@ -109,7 +109,7 @@ class ConvEncoder(nn.Module):
             layers.append(nn.LeakyReLU(_LEAK))
             ch *= 2
         layers.append(nn.Conv2d(ch, out_dim, kernel_size=4))  # 4×4 → 1×1, no activation
-        self.net = nn.Sequential(*layers)
+        self.net = nn.Sequential(*layers).to(memory_format=torch.channels_last)
 
     def forward(self, x: Tensor) -> Tensor:
         """Map float images ``(..., C, R, R)`` to features ``(..., out_dim)``."""
@@ -117,7 +117,9 @@ class ConvEncoder(nn.Module):
         if x.dim() < 4 or tuple(x.shape[-3:]) != expected:
             raise ValueError(f"expected input (..., {expected}), got {tuple(x.shape)}")
         lead = x.shape[:-3]
-        y = self.net(x.reshape(-1, *expected))  # (N, out_dim, 1, 1)
+        # channels-last is oneDNN's native layout on CPU (measured faster for these convs)
+        x = x.reshape(-1, *expected).contiguous(memory_format=torch.channels_last)
+        y = self.net(x)  # (N, out_dim, 1, 1)
         return y.reshape(*lead, self.out_dim)
 
 
