@@ -148,7 +148,7 @@ def _pictures(
                 walls,
                 list(positions),
                 pictures / "prior_skills.png",
-                title=f"{module.spec.variant}: 20 chained prior skills from 4 starts, step {step}",
+                title=f"{module.spec.variant}: prior policy for 200 steps from 4 starts, step {step}",
             )
         module.train(was_training)
 
@@ -161,13 +161,13 @@ def prior_paths(
     starts: list[tuple[int, int]],
     seed: int,
     samples_per_start: int = 4,
-    skills: int = 20,
+    steps: int = 200,
 ) -> np.ndarray:
-    """Positions (N, T+1, 2) of ``skills`` chained prior skills, ``samples_per_start`` runs from
-    each start cell of the target maze."""
+    """Positions (N, steps+1, 2) of the prior as a policy (20 chained skills of H = 10, or the
+    flat policy), ``samples_per_start`` runs from each start cell of the target maze."""
     envs = [make_env(cfg, start=start) for start in starts for _ in range(samples_per_start)]
     policy = PriorPolicy(module, generator=torch.Generator().manual_seed(seed))
-    rollouts = run_prior_episodes(policy, envs, seed, max_steps=skills * module.spec.horizon)
+    rollouts = run_prior_episodes(policy, envs, seed, max_steps=steps)
     for env in envs:
         env.close()
     return rollouts.positions
