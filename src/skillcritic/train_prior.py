@@ -148,7 +148,7 @@ def _pictures(
                 walls,
                 list(positions),
                 pictures / "prior_skills.png",
-                title=f"{module.spec.variant}: prior policy for 200 steps from 4 starts, step {step}",
+                title=f"{module.spec.variant}: prior for 200 steps from 4 starts, step {step}",
             )
         module.train(was_training)
 
