@@ -12,6 +12,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
@@ -234,21 +235,24 @@ def train_prior(cfg: DictConfig) -> Path:
         save_last=True,
         auto_insert_metric_name=False,
     )
-    trainer = L.Trainer(
-        accelerator=cfg.trainer.accelerator,
-        devices=cfg.trainer.devices,
-        strategy=cfg.trainer.strategy,
-        precision=cfg.trainer.precision,
-        max_steps=cfg.trainer.max_steps,
-        val_check_interval=cfg.trainer.val_check_interval,
-        check_val_every_n_epoch=None,
-        log_every_n_steps=cfg.trainer.log_every_n_steps,
-        num_sanity_val_steps=0,
-        logger=logger,
-        default_root_dir=run_dir,
-        callbacks=[checkpoints, StepProgressBar()],
-        enable_model_summary=False,
-    )
+    try:
+        trainer = L.Trainer(
+            accelerator=cfg.trainer.accelerator,
+            devices=cfg.trainer.devices,
+            strategy=cfg.trainer.strategy,
+            precision=cfg.trainer.precision,
+            max_steps=cfg.trainer.max_steps,
+            val_check_interval=cfg.trainer.val_check_interval,
+            check_val_every_n_epoch=None,
+            log_every_n_steps=cfg.trainer.log_every_n_steps,
+            num_sanity_val_steps=0,
+            logger=logger,
+            default_root_dir=run_dir,
+            callbacks=[checkpoints, StepProgressBar()],
+            enable_model_summary=False,
+        )
+    except MisconfigurationException as error:  # e.g. trainer=gpu on a machine without one
+        raise UserError(f"trainer settings: {error}") from error
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
     except NonFiniteLossError as error:
