@@ -194,3 +194,22 @@ def test_dataset_of_another_env_is_refused(tmp_path: Path) -> None:
     assert done.returncode == 2, done.stderr[-2000:]
     lines = done.stderr.strip().splitlines()
     assert lines[-1].startswith("error: ") and "skillcritic/other-v0" in lines[-1], lines[-3:]
+
+
+def test_state_normalisation_is_applied_and_saved(tmp_path: Path) -> None:
+    from skillcritic.train_prior import load_prior
+
+    spec = SkillSpec(
+        variant="closed_loop", state_dim=4, action_dim=2, horizon=3, hidden=16, prior_layers=1
+    )
+    module = SkillPriorModule(
+        spec_dict(spec), state_mean=[1.0, 2.0, 3.0, 4.0], state_std=[2.0, 2.0, 4.0, 4.0]
+    )
+    batch = {"states": torch.tensor([[[3.0, 2.0, 7.0, 0.0]] * 4]), "actions": torch.zeros(1, 3, 2)}
+    assert torch.equal(module.prepare(batch)["states"][0, 0], torch.tensor([1.0, 0.0, 1.0, -1.0]))
+    trainer = L.Trainer(max_steps=0, logger=False, enable_progress_bar=False)
+    trainer.strategy.connect(module)
+    trainer.save_checkpoint(tmp_path / "p.ckpt")
+    loaded = load_prior(tmp_path / "p.ckpt", "closed_loop")
+    assert torch.equal(loaded.state_mean, module.state_mean)
+    assert torch.equal(loaded.state_std, module.state_std)

@@ -58,7 +58,7 @@ def collect_data(cfg: DictConfig) -> CollectionSummary | None:
     if not isinstance(episodes, int) or episodes < 1:
         raise UserError(f"data.episodes must be an integer >= 1, got {episodes!r}")
     target = dataset_path(cfg.paths.data_dir, cfg.data.dataset_id)
-    if cfg.data.get("exist_ok") and is_minari_dataset(target):
+    if cfg.data.exist_ok and is_minari_dataset(target):
         log.info("dataset %s already exists in %s; kept it", cfg.data.dataset_id, target)
         sys.stdout.write(f"{cfg.data.dataset_id}\n")
         return None
