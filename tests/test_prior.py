@@ -1,5 +1,6 @@
 """Prior training: every variant learns on real demonstrations, and the CLI writes a usable run."""
 
+import itertools
 import os
 import subprocess
 from pathlib import Path
@@ -213,3 +214,26 @@ def test_state_normalisation_is_applied_and_saved(tmp_path: Path) -> None:
     loaded = load_prior(tmp_path / "p.ckpt", "closed_loop")
     assert torch.equal(loaded.state_mean, module.state_mean)
     assert torch.equal(loaded.state_std, module.state_std)
+
+
+@pytest.mark.parametrize("variant", ["open_loop", "closed_loop", "cond_decoder"])
+def test_prior_policy_resamples_skills_every_h_steps(variant: str) -> None:
+    from skillcritic.prior.policy import PriorPolicy
+
+    spec = SkillSpec(
+        variant=variant, state_dim=4, action_dim=2, horizon=3, hidden=16, prior_layers=1
+    )
+    policy = PriorPolicy(
+        SkillPriorModule(spec_dict(spec)), generator=torch.Generator().manual_seed(0)
+    )
+    states = np.random.default_rng(0).normal(size=(5, 4)).astype(np.float32)
+    skills = []
+    for _ in range(7):
+        actions = policy.act(states)
+        assert actions.shape == (5, 2) and np.abs(actions).max() <= 1.0
+        skills.append(policy._z.clone())
+    changed = [not torch.equal(a, b) for a, b in itertools.pairwise(skills)]
+    assert changed == [False, False, True, False, False, True]  # new z at steps 3 and 6
+    policy.reset()
+    policy.act(states)
+    assert not torch.equal(policy._z, skills[-1])
