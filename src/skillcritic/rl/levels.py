@@ -1,0 +1,290 @@
+"""One "SAC level": actor, twin critics, targets and temperature, with one update step.
+
+The same :class:`SACLevel` serves flat SAC (entropy regulariser), the SPiRL HL and both
+Skill-Critic levels (divergence to a frozen reference, reference §3.1, §3.2, §3.5). The loss
+arithmetic lives in :mod:`skillcritic.rl.losses`; this module wires networks and optimisers in the
+reference order (§3.1): α step → actor loss → critic target and loss → actor step → critic step →
+soft target update.
+
+:func:`prior_policy_head` and :func:`frozen_prior` turn a trained skill prior into the SPiRL HL
+policy (trainable copy) and its reference for ``D_H`` (frozen copy), BatchNorm kept in eval mode
+(reference §3.6.4).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from skillcritic.models.distributions import DiagGaussian, kl_monte_carlo
+from skillcritic.models.nets import mlp
+from skillcritic.rl.losses import (
+    actor_loss,
+    critic_diagnostics,
+    critic_loss,
+    critic_target,
+    divergence_temperature_loss,
+    entropy_temperature_loss,
+    soft_next_value,
+    squashed_sample,
+)
+from skillcritic.rl.targets import polyak_update
+
+Observation = Tensor | Mapping[str, Tensor]
+CriticInput = Callable[[Any, Tensor], Tensor]
+REGULARISERS = ("entropy", "divergence")
+
+
+class TwinCritic(nn.Module):
+    """Two independent MLP critics ``Q_1, Q_2`` over one concatenated input (no BatchNorm)."""
+
+    def __init__(self, in_dim: int, hidden: int = 256, n_hidden_layers: int = 2) -> None:
+        """Each critic is ``mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False)``."""
+        super().__init__()
+        self.q1 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False)
+        self.q2 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``(..., in_dim)`` → ``(q1, q2)``, each of shape ``(...)``."""
+        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+
+    def min(self, x: Tensor) -> Tensor:
+        """``min(Q_1, Q_2)`` elementwise, shape ``(...)``."""
+        q1, q2 = self(x)
+        return torch.minimum(q1, q2)
+
+
+def _default_critic_input(obs: Tensor, action: Tensor) -> Tensor:
+    """``concat(obs, action)`` along the last dim."""
+    return torch.cat([obs, action], dim=-1)
+
+
+class SACLevel(nn.Module):
+    """Actor + twin critic (+ targets) + temperature of one SAC level.
+
+    Args:
+        actor: maps an observation to a :class:`DiagGaussian` over pre-tanh actions.
+        critic: the twin critic; its target is a frozen deep copy.
+        action_dim: size of the action (sets the default target entropy ``−action_dim``).
+        regulariser: ``"entropy"`` (``log π``) or ``"divergence"`` (``D = KL_MC(π ‖ reference)``).
+        target: target entropy H̄ (default ``−action_dim``) or target divergence δ (required).
+        reference: the frozen prior (observation → DiagGaussian) for ``"divergence"``.
+        gamma, tau: discount and Polyak rate.
+        action_scale: actions are ``action_scale·tanh(u)``.
+        init_alpha: initial temperature α₀.
+        kl_samples: Monte-Carlo samples for D.
+
+    The flags ``train_actor``, ``train_critic`` and ``train_alpha`` (attributes, all True by
+    default) switch the three steps of :meth:`update` on and off; the soft target update runs only
+    with the critic step.
+    """
+
+    def __init__(
+        self,
+        actor: nn.Module,
+        critic: TwinCritic,
+        action_dim: int,
+        *,
+        regulariser: str = "entropy",
+        target: float | None = None,
+        reference: nn.Module | None = None,
+        gamma: float = 0.99,
+        tau: float = 0.005,
+        action_scale: float = 1.0,
+        init_alpha: float = 1.0,
+        kl_samples: int = 10,
+    ) -> None:
+        super().__init__()
+        if regulariser not in REGULARISERS:
+            raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
+        if regulariser == "divergence" and (reference is None or target is None):
+            raise ValueError("regulariser='divergence' needs a reference and a target divergence")
+        if init_alpha <= 0:
+            raise ValueError(f"init_alpha must be positive, got {init_alpha}")
+        self.actor = actor
+        self.critic = critic
+        self.critic_target = copy.deepcopy(critic).requires_grad_(False)
+        self.reference = reference.requires_grad_(False).eval() if reference is not None else None
+        self.log_alpha = nn.Parameter(torch.tensor(float(init_alpha)).log())
+        self.action_dim = action_dim
+        self.regulariser = regulariser
+        self.target = float(target) if target is not None else -float(action_dim)
+        self.gamma, self.tau = gamma, tau
+        self.action_scale = action_scale
+        self.kl_samples = kl_samples
+        self.train_actor = self.train_critic = self.train_alpha = True
+
+    def train(self, mode: bool = True) -> SACLevel:
+        """Set the mode; the target critic and the reference always stay in eval mode."""
+        super().train(mode)
+        self.critic_target.eval()
+        if self.reference is not None:
+            self.reference.eval()
+        return self
+
+    @property
+    def alpha(self) -> Tensor:
+        """The temperature ``exp(log α)``, detached."""
+        return self.log_alpha.detach().exp()
+
+    @torch.no_grad()
+    def act(self, obs: Observation, deterministic: bool = False) -> Tensor:
+        """An action ``scale·tanh(u)``: ``u ~ π(obs)``, or ``u = μ`` when deterministic."""
+        dist: DiagGaussian = self.actor(obs)
+        if deterministic:
+            return self.action_scale * torch.tanh(dist.mu)
+        return squashed_sample(dist, self.action_scale)[0]
+
+    def regularised_sample(self, obs: Observation) -> tuple[Tensor, Tensor]:
+        """A reparameterised squashed action and its regulariser (``log π`` or ``D``), (B,)."""
+        dist: DiagGaussian = self.actor(obs)
+        action, _, log_prob = squashed_sample(dist, self.action_scale)
+        if self.regulariser == "entropy":
+            return action, log_prob
+        assert self.reference is not None
+        with torch.no_grad():
+            prior: DiagGaussian = self.reference(obs)
+        return action, kl_monte_carlo(dist, prior.detach(), self.kl_samples)
+
+    def update(
+        self,
+        batch: Mapping[str, Any],
+        optimizers: Mapping[str, torch.optim.Optimizer],
+        critic_input: CriticInput = _default_critic_input,
+        *,
+        next_value_override: Tensor | None = None,
+    ) -> dict[str, float]:
+        """One SAC update on ``batch`` (``obs, action, reward, next_obs, terminated``).
+
+        ``critic_input(obs, action)`` builds the critic's input. ``next_value_override`` (B,)
+        replaces the soft next value ``min Q̄(s', ã') − α·reg(s')`` in the TD target.
+        Returns logging floats.
+        """
+        obs, next_obs = batch["obs"], batch["next_obs"]
+
+        # 1. temperature step (on a sample of the current policy)
+        with torch.set_grad_enabled(self.train_actor):
+            action_pi, reg = self.regularised_sample(obs)
+        if self.train_alpha:
+            if self.regulariser == "entropy":
+                alpha_loss = entropy_temperature_loss(self.log_alpha, reg, self.target)
+            else:
+                alpha_loss = divergence_temperature_loss(self.log_alpha, reg, self.target)
+            optimizers["alpha"].zero_grad(set_to_none=True)
+            alpha_loss.backward()
+            optimizers["alpha"].step()
+        alpha = self.alpha
+
+        # 2. actor loss (critic parameters get no gradient from it, see step 4)
+        pi_loss = None
+        actor_params = [p for p in self.actor.parameters() if p.requires_grad]
+        if self.train_actor and actor_params:
+            q_pi = self.critic.min(critic_input(obs, action_pi))
+            pi_loss = actor_loss(q_pi, reg, alpha)
+
+        # 3. critic target and loss
+        with torch.no_grad():
+            if next_value_override is None:
+                next_action, next_reg = self.regularised_sample(next_obs)
+                next_q = self.critic_target.min(critic_input(next_obs, next_action))
+                next_value = soft_next_value(next_q, next_reg, alpha)
+            else:
+                next_value = next_value_override
+            y = critic_target(batch["reward"], batch["terminated"], next_value, self.gamma)
+        q_values = self.critic(critic_input(obs, batch["action"]))
+        q_loss = critic_loss(q_values, y)
+
+        # 4. actor step: backward only into the actor's parameters
+        if pi_loss is not None:
+            optimizers["actor"].zero_grad(set_to_none=True)
+            pi_loss.backward(inputs=actor_params)
+            optimizers["actor"].step()
+
+        # 5. critic step and 6. soft target update
+        if self.train_critic:
+            optimizers["critic"].zero_grad(set_to_none=True)
+            q_loss.backward()
+            optimizers["critic"].step()
+            polyak_update(self.critic, self.critic_target, self.tau)
+
+        diagnostics = critic_diagnostics(q_values, y)
+        return {
+            "critic_loss": float(q_loss.detach()),
+            "actor_loss": float(pi_loss.detach()) if pi_loss is not None else float("nan"),
+            "alpha": float(alpha),
+            "regulariser": float(reg.detach().mean()),
+            "q_mean": float(diagnostics["q_mean"]),
+            "target_mean": float(diagnostics["target_mean"]),
+        }
+
+
+def make_optimizers(level: SACLevel, lr: float = 3e-4) -> dict[str, torch.optim.Optimizer]:
+    """Adam optimisers ``{"actor", "critic", "alpha"}`` for a level (frozen params left out)."""
+    actor_params = [p for p in level.actor.parameters() if p.requires_grad]
+    optimizers: dict[str, torch.optim.Optimizer] = {
+        "critic": torch.optim.Adam(level.critic.parameters(), lr=lr),
+        "alpha": torch.optim.Adam([level.log_alpha], lr=lr),
+    }
+    if actor_params:
+        optimizers["actor"] = torch.optim.Adam(actor_params, lr=lr)
+    return optimizers
+
+
+class EvalBatchNorm(nn.Module):
+    """Wraps a module so that its BatchNorm layers stay in eval mode (running stats frozen)."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+        self.train(True)
+
+    def train(self, mode: bool = True) -> EvalBatchNorm:
+        """Set the mode of everything but the BatchNorm layers, which stay in eval mode."""
+        super().train(mode)
+        for module in self.net.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+        return self
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        """Delegate to the wrapped module."""
+        return self.net(*args, **kwargs)
+
+
+class PriorPolicy(EvalBatchNorm):
+    """A copy of a trained prior ``p(z | s)``: observation → DiagGaussian over z.
+
+    State priors trained on normalised states normalise the input with the prior's statistics
+    (copied as buffers); image priors take float view pairs as the prior does.
+    """
+
+    def __init__(
+        self, net: nn.Module, state_mean: Tensor | None = None, state_std: Tensor | None = None
+    ) -> None:
+        super().__init__(net)
+        self.register_buffer("state_mean", state_mean)
+        self.register_buffer("state_std", state_std)
+
+    def forward(self, obs: Tensor) -> DiagGaussian:
+        """The prior's Gaussian over z for ``obs`` (``(..., *obs_shape)``)."""
+        if self.state_mean is not None and self.state_std is not None:
+            obs = (obs - self.state_mean) / self.state_std
+        return self.net(obs)
+
+
+def prior_policy_head(prior_module: Any) -> PriorPolicy:
+    """A trainable deep copy of ``prior_module.model.prior`` (SPiRL HL policy, BN in eval)."""
+    normalise = not prior_module.spec.image and prior_module.state_mean is not None
+    mean = prior_module.state_mean.detach().clone() if normalise else None
+    std = prior_module.state_std.detach().clone() if normalise else None
+    head = PriorPolicy(copy.deepcopy(prior_module.model.prior), mean, std)
+    return head.requires_grad_(True)
+
+
+def frozen_prior(prior_module: Any) -> PriorPolicy:
+    """A frozen deep copy of the prior (the reference for ``D_H``), in eval mode."""
+    return prior_policy_head(prior_module).requires_grad_(False).eval()

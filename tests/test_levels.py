@@ -1,0 +1,230 @@
+"""skillcritic.rl.levels: one SAC update (order, isolation, Polyak, α direction), prior heads."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from skillcritic.models.distributions import DiagGaussian
+from skillcritic.models.nets import mlp
+from skillcritic.models.skills import SkillSpec
+from skillcritic.prior.module import SkillPriorModule, spec_dict
+from skillcritic.rl.levels import (
+    SACLevel,
+    TwinCritic,
+    frozen_prior,
+    make_optimizers,
+    prior_policy_head,
+)
+
+OBS, ACT, B = 3, 2, 8
+
+
+class GaussianActor(nn.Module):
+    """obs (B, 3) → DiagGaussian over 2-d pre-tanh actions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = mlp(OBS, 2 * ACT, hidden=16, n_hidden_layers=1, batch_norm=False)
+
+    def forward(self, obs: Tensor) -> DiagGaussian:
+        return DiagGaussian.from_params(self.net(obs))
+
+
+def make_level(**kwargs: object) -> SACLevel:
+    torch.manual_seed(0)
+    critic = TwinCritic(OBS + ACT, hidden=16, n_hidden_layers=1)
+    return SACLevel(GaussianActor(), critic, ACT, **kwargs)  # type: ignore[arg-type]
+
+
+def make_batch(b: int = B) -> dict[str, Tensor]:
+    g = torch.Generator().manual_seed(1)
+    return {
+        "obs": torch.randn(b, OBS, generator=g),
+        "action": torch.rand(b, ACT, generator=g) * 2 - 1,
+        "reward": torch.randn(b, generator=g),
+        "next_obs": torch.randn(b, OBS, generator=g),
+        "terminated": (torch.rand(b, generator=g) < 0.3).float(),
+    }
+
+
+def snapshot(module: nn.Module) -> list[Tensor]:
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before: list[Tensor], module: nn.Module) -> bool:
+    return any(not torch.equal(a, p) for a, p in zip(before, module.parameters(), strict=True))
+
+
+def test_twin_critic_shapes_and_min() -> None:
+    critic = TwinCritic(5, hidden=8, n_hidden_layers=1)
+    x = torch.randn(4, 5)
+    q1, q2 = critic(x)
+    assert q1.shape == q2.shape == (4,)
+    assert torch.equal(critic.min(x), torch.minimum(q1, q2))
+    assert not any(isinstance(m, nn.BatchNorm1d) for m in critic.modules())
+
+
+def test_update_changes_actor_and_critic_and_moves_target_by_tau() -> None:
+    level = make_level(tau=0.1)
+    critic0, actor0 = snapshot(level.critic), snapshot(level.actor)
+    target0 = snapshot(level.critic_target)
+    assert all(not p.requires_grad for p in level.critic_target.parameters())
+    stats = level.update(make_batch(), make_optimizers(level))
+    assert set(stats) == {
+        "critic_loss",
+        "actor_loss",
+        "alpha",
+        "regulariser",
+        "q_mean",
+        "target_mean",
+    }
+    assert all(isinstance(v, float) for v in stats.values())
+    assert changed(critic0, level.critic) and changed(actor0, level.actor)
+    # θ̄ ← τ·θ + (1 − τ)·θ̄ on one parameter, by hand
+    w_new = level.critic.q1[0].weight.detach()
+    expected = 0.1 * w_new + 0.9 * target0[0]
+    torch.testing.assert_close(level.critic_target.q1[0].weight, expected, rtol=0, atol=1e-6)
+    assert not torch.equal(level.critic_target.q1[0].weight, target0[0])
+
+
+def test_frozen_actor_and_alpha_stay_unchanged() -> None:
+    level = make_level()
+    level.train_actor = level.train_alpha = False
+    actor0, critic0 = snapshot(level.actor), snapshot(level.critic)
+    log_alpha0 = level.log_alpha.detach().clone()
+    stats = level.update(make_batch(), make_optimizers(level))
+    assert not changed(actor0, level.actor)
+    assert torch.equal(level.log_alpha.detach(), log_alpha0)
+    assert changed(critic0, level.critic)
+    assert stats["alpha"] == pytest.approx(1.0)
+
+
+def test_actor_loss_sends_no_gradient_to_critic() -> None:
+    level = make_level()
+    level.train_critic = False
+    critic0, target0 = snapshot(level.critic), snapshot(level.critic_target)
+    actor0 = snapshot(level.actor)
+    level.update(make_batch(), make_optimizers(level))
+    assert changed(actor0, level.actor)
+    assert not changed(critic0, level.critic)
+    assert not changed(target0, level.critic_target)
+    assert all(p.grad is None for p in level.critic.parameters())
+
+
+@pytest.mark.parametrize(("delta", "rises"), [(0.0, True), (1e3, False)])
+def test_alpha_follows_divergence(delta: float, rises: bool) -> None:
+    torch.manual_seed(3)
+    reference = GaussianActor()  # a different network: D > 0
+    level = make_level(regulariser="divergence", target=delta, reference=reference)
+    ref0 = snapshot(reference)
+    level.train_actor = level.train_critic = False
+    stats = level.update(make_batch(), make_optimizers(level))
+    assert stats["regulariser"] > 0.0
+    assert (float(level.alpha) > 1.0) is rises
+    assert (float(level.alpha) < 1.0) is not rises
+    assert not changed(ref0, reference)
+    assert all(not p.requires_grad for p in reference.parameters())
+
+
+def test_entropy_alpha_direction() -> None:
+    # a very high target entropy is never reached: α rises
+    level = make_level(target=100.0)
+    level.train_actor = level.train_critic = False
+    level.update(make_batch(), make_optimizers(level))
+    assert float(level.alpha) > 1.0
+
+
+def test_next_value_override_sets_target() -> None:
+    level = make_level(gamma=0.9)
+    batch = make_batch(2)
+    batch["reward"] = torch.tensor([1.0, 2.0])
+    batch["terminated"] = torch.tensor([0.0, 1.0])
+    override = torch.tensor([10.0, 20.0])
+    stats = level.update(batch, make_optimizers(level), next_value_override=override)
+    # y = [1 + 0.9·10, 2] → mean 6
+    assert stats["target_mean"] == pytest.approx(6.0)
+
+
+def test_critic_input_and_act() -> None:
+    level = make_level(action_scale=2.0)
+    calls: list[tuple[int, ...]] = []
+
+    def critic_input(obs: Tensor, action: Tensor) -> Tensor:
+        calls.append(tuple(obs.shape))
+        return torch.cat([obs, action], dim=-1)
+
+    level.update(make_batch(), make_optimizers(level), critic_input)
+    assert len(calls) == 3  # actor loss, next value, critic loss
+    obs = make_batch()["obs"]
+    a = level.act(obs)
+    assert a.shape == (B, ACT) and not a.requires_grad and a.abs().max() <= 2.0
+    det = level.act(obs, deterministic=True)
+    torch.testing.assert_close(det, 2.0 * torch.tanh(level.actor(obs).mu.detach()))
+
+
+def tiny_prior(normalise: bool = False) -> SkillPriorModule:
+    torch.manual_seed(0)
+    spec = SkillSpec(
+        variant="cond_decoder", state_dim=4, action_dim=2, horizon=3, hidden=16, prior_layers=2
+    )
+    stats = {"state_mean": [1.0, -1.0, 0.5, 0.0], "state_std": [2.0, 1.0, 0.5, 3.0]}
+    return SkillPriorModule(spec_dict(spec), **(stats if normalise else {})).eval()
+
+
+def batch_norms(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+
+
+@pytest.mark.parametrize("normalise", [False, True])
+def test_prior_policy_head_matches_prior(normalise: bool) -> None:
+    module = tiny_prior(normalise)
+    # non-trivial running stats, so eval vs train mode BN would differ
+    for bn in batch_norms(module.model.prior):
+        bn.running_mean.uniform_(-1, 1)  # type: ignore[operator]
+        bn.running_var.uniform_(0.5, 2)  # type: ignore[operator]
+    head = prior_policy_head(module)
+    head.train()
+    assert batch_norms(head) and all(not bn.training for bn in batch_norms(head))
+    assert all(p.requires_grad for p in head.parameters())
+    obs = torch.randn(5, 4)
+    prior_in = (obs - module.state_mean) / module.state_std if normalise else obs
+    expected = module.model.prior(prior_in)
+    dist = head(obs)
+    torch.testing.assert_close(dist.mu, expected.mu)
+    torch.testing.assert_close(dist.log_sigma, expected.log_sigma)
+    running0 = [bn.running_mean.clone() for bn in batch_norms(head)]  # type: ignore[union-attr]
+    dist.mu.sum().backward()
+    for bn, r0 in zip(batch_norms(head), running0, strict=True):
+        assert torch.equal(bn.running_mean, r0)  # type: ignore[arg-type]
+
+
+def test_prior_policy_head_is_independent_copy() -> None:
+    module = tiny_prior()
+    head, frozen = prior_policy_head(module), frozen_prior(module)
+    source = next(module.model.prior.parameters())
+    copied = next(head.parameters())
+    assert source.data_ptr() != copied.data_ptr()
+    src0 = source.detach().clone()
+    with torch.no_grad():
+        copied.add_(1.0)
+    assert torch.equal(source, src0)
+    with torch.no_grad():
+        source.mul_(0.0)
+    assert not torch.equal(copied, source)
+    assert all(not p.requires_grad for p in frozen.parameters())
+    frozen.train()
+    assert all(not bn.training for bn in batch_norms(frozen))
+
+
+def test_divergence_zero_at_prior_initialisation() -> None:
+    module = tiny_prior()
+    head, frozen = prior_policy_head(module), frozen_prior(module)
+    critic = TwinCritic(4 + 10, hidden=16, n_hidden_layers=1)
+    level = SACLevel(
+        head, critic, 10, regulariser="divergence", target=1.0, reference=frozen, action_scale=2.0
+    )
+    _, d = level.regularised_sample(torch.randn(6, 4))
+    assert d.shape == (6,)
+    torch.testing.assert_close(d, torch.zeros(6), atol=1e-5, rtol=0)
