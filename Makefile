@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 PIP := $(BIN)/python -m pip --disable-pip-version-check -qq
 
-.PHONY: install run test lint format clean
+.PHONY: install run test bench lint format clean
 
 install: $(STAMP)
 
@@ -27,6 +27,12 @@ run: install
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
+
+# Speed figures (loader, prior training per variant) on the default maze dataset.
+bench: install
+	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-data env=maze data.exist_ok=true
+	$(BIN)/python benchmarks/loader.py
+	$(BIN)/python benchmarks/prior.py
 
 lint: install
 	$(BIN)/ruff check src tests
