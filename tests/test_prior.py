@@ -237,3 +237,22 @@ def test_prior_policy_resamples_skills_every_h_steps(variant: str) -> None:
     policy.reset()
     policy.act(states)
     assert not torch.equal(policy._z, skills[-1])
+
+
+def test_latest_prior_checkpoint_is_the_newest_of_any_prefix_and_seed(tmp_path: Path) -> None:
+    from skillcritic.errors import UserError
+    from skillcritic.train_prior import latest_prior_checkpoint
+
+    with pytest.raises(UserError, match="skillcritic-prior env=maze prior=cond_decoder"):
+        latest_prior_checkpoint(tmp_path, "maze", "cond_decoder")
+    paths = []
+    for i, run in enumerate(["default/seed0", "exp/seed3", "default/seed1"]):
+        path = tmp_path / "prior/maze/cond_decoder" / run / "checkpoints/last.ckpt"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"x")
+        os.utime(path, (1000 + i, 1000 + i))
+        paths.append(path)
+    os.utime(paths[1], (5000, 5000))
+    assert latest_prior_checkpoint(tmp_path, "maze", "cond_decoder") == paths[1]
+    with pytest.raises(UserError, match="no trained open_loop prior"):
+        latest_prior_checkpoint(tmp_path, "maze", "open_loop")

@@ -85,6 +85,19 @@ def find_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
     return path
 
 
+def latest_prior_checkpoint(outputs: str | Path, env_name: str, variant: str) -> Path:
+    """The newest ``last.ckpt`` of any ``<outputs>/prior/<env>/<variant>/<prefix>/seed<k>`` run
+    (what ``agent.prior_ckpt=latest`` means); none is one clear error naming the command."""
+    runs = Path(outputs) / "prior" / env_name / variant
+    found = list(runs.glob(f"*/seed*/{CHECKPOINTS}/last.ckpt"))
+    if not found:
+        raise UserError(
+            f"no trained {variant} prior for env {env_name} under {runs}; train it with: "
+            f"skillcritic-prior env={env_name} prior={variant}"
+        )
+    return max(found, key=lambda path: path.stat().st_mtime)
+
+
 def load_prior(path: Path, variant: str | None = None) -> SkillPriorModule:
     """A trained prior from its checkpoint (weights only); ``variant`` must match if given."""
     try:
