@@ -228,3 +228,37 @@ def test_divergence_zero_at_prior_initialisation() -> None:
     _, d = level.regularised_sample(torch.randn(6, 4))
     assert d.shape == (6,)
     torch.testing.assert_close(d, torch.zeros(6), atol=1e-5, rtol=0)
+
+
+def test_decoder_head_starts_equal_to_its_frozen_reference() -> None:
+    from skillcritic.models.distributions import kl_analytic
+    from skillcritic.models.skills import SkillSpec
+    from skillcritic.prior.module import SkillPriorModule, spec_dict
+    from skillcritic.rl.levels import decoder_policy_head, frozen_decoder
+
+    torch.manual_seed(0)
+    spec = SkillSpec(
+        variant="cond_decoder", state_dim=4, action_dim=2, horizon=5, hidden=16, prior_layers=1
+    )
+    module = SkillPriorModule(spec_dict(spec)).eval()
+    policy, reference = decoder_policy_head(module), frozen_decoder(module)
+    obs, z = torch.randn(6, 4), torch.randn(6, spec.latent_dim)
+    k = torch.tensor([0, 1, 2, 3, 4, 0])
+    pi, prior = policy(obs, z, k), reference(obs, z, k)
+    # the mean is the decoder's mean at the same time index; log sigma exactly -3 for both
+    features = module.model.step_features(obs)
+    expected = torch.stack(
+        [
+            module.model.decode_step(z[i : i + 1], features[i : i + 1], int(k[i]))[0]
+            for i in range(6)
+        ]
+    )
+    assert torch.allclose(pi.mu, expected, atol=1e-6)
+    assert torch.allclose(pi.log_sigma, torch.full_like(pi.log_sigma, -3.0))
+    assert torch.allclose(kl_analytic(pi, prior), torch.zeros(6, 2), atol=1e-6)
+    assert any(p.requires_grad for p in policy.parameters())
+    assert not any(p.requires_grad for p in reference.parameters())
+    policy.train()
+    assert all(not m.training for m in policy.modules() if isinstance(m, torch.nn.BatchNorm1d))
+    with pytest.raises(ValueError, match="cond_decoder"):
+        decoder_policy_head(SkillPriorModule(spec_dict(SkillSpec("closed_loop", 4, 2, horizon=5))))

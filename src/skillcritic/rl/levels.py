@@ -255,7 +255,7 @@ class EvalBatchNorm(nn.Module):
         return self.net(*args, **kwargs)
 
 
-class PriorPolicy(EvalBatchNorm):
+class PriorHead(EvalBatchNorm):
     """A copy of a trained prior ``p(z | s)``: observation → DiagGaussian over z.
 
     State priors trained on normalised states normalise the input with the prior's statistics
@@ -276,15 +276,65 @@ class PriorPolicy(EvalBatchNorm):
         return self.net(obs)
 
 
-def prior_policy_head(prior_module: Any) -> PriorPolicy:
+def prior_policy_head(prior_module: Any) -> PriorHead:
     """A trainable deep copy of ``prior_module.model.prior`` (SPiRL HL policy, BN in eval)."""
     normalise = not prior_module.spec.image and prior_module.state_mean is not None
     mean = prior_module.state_mean.detach().clone() if normalise else None
     std = prior_module.state_std.detach().clone() if normalise else None
-    head = PriorPolicy(copy.deepcopy(prior_module.model.prior), mean, std)
+    head = PriorHead(copy.deepcopy(prior_module.model.prior), mean, std)
     return head.requires_grad_(True)
 
 
-def frozen_prior(prior_module: Any) -> PriorPolicy:
+def frozen_prior(prior_module: Any) -> PriorHead:
     """A frozen deep copy of the prior (the reference for ``D_H``), in eval mode."""
     return prior_policy_head(prior_module).requires_grad_(False).eval()
+
+
+class DecoderHead(EvalBatchNorm):
+    """π_L(a | o, z, k) from a trained ``cond_decoder`` prior (Skill-Critic's low level).
+
+    The mean is the copied decoder's mean head on ``[e(o), z, onehot(k)]`` (e = the copied
+    observation features, e.g. the view-pair conv). The log σ is either a linear head on the same
+    input initialised to output exactly ``log_sigma`` (zero weights, bias ``log_sigma``; the
+    trainable policy) or the constant ``log_sigma`` (the frozen action prior with σ_â). At
+    initialisation the policy therefore equals its reference and D_L = 0. The decoder's own,
+    never-trained log σ head is not used (the reference's quirk, fixed on purpose).
+    """
+
+    def __init__(
+        self, prior_module: Any, log_sigma: float = -3.0, learn_sigma: bool = True
+    ) -> None:
+        model = copy.deepcopy(prior_module.model)
+        if not hasattr(model, "action_distribution") or not hasattr(model, "time_onehot"):
+            raise ValueError(
+                f"the low-level policy needs a cond_decoder prior, got {prior_module.spec.variant}"
+            )
+        super().__init__(nn.ModuleDict({"features": model.features, "decoder": model.decoder}))
+        self.register_buffer("time_onehot", model.time_onehot.clone())
+        self.action_dim = prior_module.spec.action_dim
+        self.log_sigma = log_sigma
+        self.log_sigma_head: nn.Linear | None = None
+        if learn_sigma:
+            in_dim = model.decoder[0].in_features
+            self.log_sigma_head = nn.Linear(in_dim, self.action_dim)
+            nn.init.zeros_(self.log_sigma_head.weight)
+            nn.init.constant_(self.log_sigma_head.bias, log_sigma)
+
+    def forward(self, obs: Tensor, z: Tensor, k: Tensor) -> DiagGaussian:
+        """The Gaussian over pre-tanh actions for observations ``(N, *obs_shape)``, skills
+        ``(N, nz)`` and time indices ``k`` ``(N,)`` (int)."""
+        inputs = torch.cat([self.net["features"](obs), z, self.time_onehot[k]], dim=-1)
+        mu = self.net["decoder"](inputs)[..., : self.action_dim]
+        if self.log_sigma_head is None:
+            return DiagGaussian(mu, torch.full_like(mu, self.log_sigma))
+        return DiagGaussian(mu, self.log_sigma_head(inputs))
+
+
+def decoder_policy_head(prior_module: Any, log_sigma: float = -3.0) -> DecoderHead:
+    """The trainable Skill-Critic LL policy, initialised from the cond_decoder decoder."""
+    return DecoderHead(prior_module, log_sigma, learn_sigma=True).requires_grad_(True)
+
+
+def frozen_decoder(prior_module: Any, log_sigma: float = -3.0) -> DecoderHead:
+    """The frozen LL action prior: decoder mean with the fixed log σ_â (the reference of D_L)."""
+    return DecoderHead(prior_module, log_sigma, learn_sigma=False).requires_grad_(False).eval()
