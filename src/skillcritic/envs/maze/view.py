@@ -41,7 +41,8 @@ def _axis_overlap(
 
 
 class ViewRaster:
-    """Exact raster views of one layout, vectorised over agent positions.
+    """Exact raster views of one layout, vectorised over agent positions: a
+    ``MultiLayoutRaster`` of one layout.
 
     Args:
         walls: bool (rows, cols) layout, True = wall.
@@ -57,35 +58,17 @@ class ViewRaster:
         size: int = 32,
         view_cells: float = 4.0,
     ) -> None:
-        self.size, self.view_cells = size, view_cells
-        self.goal = None if goal is None else np.asarray(goal, dtype=np.float64)
-        self._n_cells = int(np.ceil(view_cells)) + 1
-        # Pad with walls so that windows leaving the grid read "wall" there.
-        self._pad = self._n_cells + 1
-        self._padded = np.pad(walls.astype(np.float64), self._pad, constant_values=1.0)
-        pixel = view_cells / size
-        self._pixel_offsets = (np.arange(size) + 0.5) * pixel - view_cells / 2
+        goals = None if goal is None else np.asarray(goal, dtype=np.float64).reshape(1, 2)
+        self._raster = MultiLayoutRaster([walls], goals, size, view_cells)
 
     def __call__(self, positions: np.ndarray) -> np.ndarray:
         """Views at ``positions`` (N, 2) (row, col): uint8 (N, 2, size, size)."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
-        row_first, row_overlap = _axis_overlap(positions[:, 0], self.size, self.view_cells)
-        col_first, col_overlap = _axis_overlap(positions[:, 1], self.size, self.view_cells)
-        k = np.arange(self._n_cells)
-        limit = np.array(self._padded.shape) - 1
-        rows = np.minimum(np.maximum(row_first[:, None] + self._pad + k, 0), limit[0])
-        cols = np.minimum(np.maximum(col_first[:, None] + self._pad + k, 0), limit[1])
-        window = self._padded[rows[:, :, None], cols[:, None, :]]  # (N, K, K)
-        # coverage[n, i, j] = sum_ab overlap_row[n, i, a] * wall[n, a, b] * overlap_col[n, j, b]
-        coverage = row_overlap @ window @ col_overlap.transpose(0, 2, 1)
-        views = np.zeros((len(positions), N_CHANNELS, self.size, self.size), dtype=np.uint8)
-        views[:, WALL] = np.rint(np.minimum(coverage, 1.0) * 255)
-        reach = self.view_cells / 2 + GOAL_MARKER_RADIUS
-        if self.goal is not None and (np.abs(positions - self.goal).max(axis=1) <= reach).any():
-            d_row = positions[:, 0, None] + self._pixel_offsets - self.goal[0]  # (N, size)
-            d_col = positions[:, 1, None] + self._pixel_offsets - self.goal[1]
-            on_goal = d_row[:, :, None] ** 2 + d_col[:, None, :] ** 2 <= GOAL_MARKER_RADIUS**2
-            views[:, GOAL] = on_goal * np.uint8(255)
+        views = np.zeros(
+            (len(positions), N_CHANNELS, self._raster.size, self._raster.size), np.uint8
+        )
+        # One layout, one block: straight to the renderer (the env calls this every step).
+        self._raster._render(views, np.zeros(len(positions), np.int64), positions, slice(None))
         return views
 
 
@@ -94,7 +77,6 @@ class MultiLayoutRaster:
 
     The layouts may have different sizes: all are padded once to a common shape (wall outside
     each layout), so that a batch mixing layouts is rendered with a few vectorised operations.
-    Each view equals ``ViewRaster(walls[e], goals[e], size, view_cells)`` at the same position.
 
     Args:
         walls: ``E`` bool (rows, cols) layouts, True = wall.
