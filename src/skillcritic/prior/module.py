@@ -60,11 +60,17 @@ class SkillPriorModule(L.LightningModule):
         self.on_validation = on_validation
         self._picture_batch: dict[str, Tensor] | None = None
 
+    def normalise_states(self, states: Tensor) -> Tensor:
+        """States as the model sees them: normalised when the env asks for it, else as they are."""
+        if self.state_mean is None:
+            return states
+        return (states - self.state_mean) / self.state_std
+
     def prepare(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
-        """Normalise the states when the env asks for it."""
+        """A window batch as the model sees it (``normalise_states``)."""
         if self.state_mean is None:
             return batch
-        return batch | {"states": (batch["states"] - self.state_mean) / self.state_std}
+        return batch | {"states": self.normalise_states(batch["states"])}
 
     def _losses(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         losses = self.model.loss(self.model(self.prepare(batch)))

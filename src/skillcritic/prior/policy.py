@@ -53,10 +53,7 @@ class PriorPolicy:
             assert views is not None, "this prior needs the env's views"
             pair = views_to_float(torch.as_tensor(views))  # (N, 2, C, S, S)
             return pair.flatten(1, 2)
-        states_t = torch.as_tensor(states, dtype=torch.float32)
-        if self.module.state_mean is not None:
-            states_t = (states_t - self.module.state_mean) / self.module.state_std
-        return states_t
+        return self.module.normalise_states(torch.as_tensor(states, dtype=torch.float32))
 
     def _sample(self, mu: Tensor, sigma: Tensor) -> Tensor:
         if self.deterministic:
