@@ -96,6 +96,7 @@ def test_frozen_actor_and_alpha_stay_unchanged() -> None:
     log_alpha0 = level.log_alpha.detach().clone()
     stats = level.update(make_batch(), make_optimizers(level))
     assert not changed(actor0, level.actor)
+    assert "actor_loss" not in stats
     assert torch.equal(level.log_alpha.detach(), log_alpha0)
     assert changed(critic0, level.critic)
     assert stats["alpha"] == pytest.approx(1.0)

@@ -106,8 +106,7 @@ def prior_main(cfg: DictConfig) -> None:
 
 @_hydra_entry("train_rl")
 def rl_main(cfg: DictConfig) -> None:
-    """``skillcritic-rl env=maze agent=skill_critic``."""
-    raise UserError(
-        "skillcritic-rl: RL training is not implemented yet; the config composed fine "
-        "(see it with --cfg job)"
-    )
+    """``skillcritic-rl env=maze agent=skill_critic [mode=val|rollout] [resume=latest]``."""
+    from skillcritic.train_rl import run_rl  # torch: only where needed
+
+    run_rl(cfg)

@@ -73,7 +73,7 @@ def find_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
     if resume is None:
         if last.exists():
             raise UserError(
-                f"{run_dir} already holds a trained prior; continue it with resume=latest, or "
+                f"{run_dir} already holds checkpoints; continue that run with resume=latest, or "
                 "start another run with prefix=NAME (or another seed)"
             )
         return None

@@ -162,7 +162,7 @@ class SACLevel(nn.Module):
 
         ``critic_input(obs, action)`` builds the critic's input. ``next_value_override`` (B,)
         replaces the soft next value ``min Q̄(s', ã') − α·reg(s')`` in the TD target.
-        Returns logging floats.
+        Returns logging floats (``actor_loss`` only when the actor learned).
         """
         obs, next_obs = batch["obs"], batch["next_obs"]
 
@@ -212,14 +212,16 @@ class SACLevel(nn.Module):
             polyak_update(self.critic, self.critic_target, self.tau)
 
         diagnostics = critic_diagnostics(q_values, y)
-        return {
+        stats = {
             "critic_loss": float(q_loss.detach()),
-            "actor_loss": float(pi_loss.detach()) if pi_loss is not None else float("nan"),
             "alpha": float(alpha),
             "regulariser": float(reg.detach().mean()),
             "q_mean": float(diagnostics["q_mean"]),
             "target_mean": float(diagnostics["target_mean"]),
         }
+        if pi_loss is not None:  # only when the actor learned in this update
+            stats["actor_loss"] = float(pi_loss.detach())
+        return stats
 
 
 def make_optimizers(level: SACLevel, lr: float = 3e-4) -> dict[str, torch.optim.Optimizer]:

@@ -94,3 +94,31 @@ def plot_visit_heatmap(
         axis.plot(goal[1], goal[0], "*", color="tab:green", markersize=14)
     axis.set_title(title)
     return _save(figure, path)
+
+
+def plot_skill_path(
+    walls: np.ndarray,
+    positions: np.ndarray,
+    horizon: int,
+    path: Path,
+    goal: tuple[float, float] | None = None,
+    title: str = "",
+) -> Path:
+    """One episode's path (positions (T+1, 2) in (row, col)), each skill in its own colour.
+
+    Skill i covers steps [i * horizon, (i + 1) * horizon]; a dot marks where each skill starts.
+    """
+    figure, axis = plt.subplots(figsize=(6, 6 * walls.shape[0] / walls.shape[1]))
+    _draw_walls(axis, walls)
+    n_skills = max(1, -(-(len(positions) - 1) // horizon))
+    for i in range(n_skills):
+        segment = positions[i * horizon : (i + 1) * horizon + 1]
+        color = plt.cm.tab20(i % 20)
+        axis.plot(segment[:, 1], segment[:, 0], color=color, linewidth=1.5)
+        axis.plot(segment[0, 1], segment[0, 0], "o", color=color, markersize=4)
+    axis.plot(positions[0, 1], positions[0, 0], "s", color="black", markersize=8, label="start")
+    if goal is not None:
+        axis.plot(goal[1], goal[0], "*", color="tab:red", markersize=14, label="goal")
+    axis.legend(fontsize=7, loc="upper right")
+    axis.set_title(title or f"{n_skills} skills of {horizon} steps")
+    return _save(figure, path)
