@@ -35,10 +35,11 @@ def test_help_and_cfg_job(command: str, tmp_path: Path) -> None:
     assert not (tmp_path / "outputs").exists()  # --cfg runs nothing
 
 
-def test_rl_stage_composes_and_says_it_is_not_there_yet(tmp_path: Path) -> None:
+def test_rl_without_a_trained_prior_names_the_command(tmp_path: Path) -> None:
     done = run("skillcritic-rl", "env=maze_nav", "agent=spirl", cwd=tmp_path)
-    assert done.returncode == 2
-    assert "not implemented yet" in done.stderr and "Traceback" not in done.stderr
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "skillcritic-prior env=maze_nav prior=open_loop" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_collect_writes_a_loadable_dataset_and_run_folder(tmp_path: Path) -> None:

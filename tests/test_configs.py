@@ -49,6 +49,8 @@ def test_rl_configs(env: str, agent: str) -> None:
     cfg = composed("train_rl", [f"env={env}", f"agent={agent}"])
     assert cfg.agent.prior == AGENT_PRIOR[agent]
     assert cfg.agent.prior_ckpt == "latest"
+    assert cfg.agent.name == agent and cfg.agent.gamma == 0.99 and cfg.agent.batch_size == 256
+    assert ("ll_target_divergence" in cfg.agent) == (agent == "skill_critic")
     assert cfg.run_dir == f"outputs/rl/{env}/{agent}/default/seed0"
 
 

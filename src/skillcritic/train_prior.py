@@ -267,7 +267,7 @@ def train_prior(cfg: DictConfig) -> Path:
     except MisconfigurationException as error:  # e.g. trainer=gpu on a machine without one
         raise UserError(f"trainer settings: {error}") from error
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=checkpoint, weights_only=True)
     except NonFiniteLossError as error:
         raise UserError(str(error)) from error
     last = run_dir / CHECKPOINTS / "last.ckpt"

@@ -33,6 +33,7 @@ from skillcritic.rl.agents import AGENT_PRIORS, AgentSpec
 from skillcritic.rl.experience import Experience, ExperienceStream, Schedule, make_vector_env
 from skillcritic.rl.module import (
     AtomicCheckpointIO,
+    EnvStepProgress,
     Episodes,
     Evaluation,
     LastCheckpoint,
@@ -43,7 +44,6 @@ from skillcritic.rl.module import (
 )
 from skillcritic.train_prior import (
     CHECKPOINTS,
-    StepProgressBar,
     find_checkpoint,
     latest_prior_checkpoint,
     load_prior,
@@ -207,7 +207,7 @@ def train_rl(cfg: DictConfig) -> Path:
             video=bool(cfg.eval.video),
         ),
         LastCheckpoint(last),
-        StepProgressBar(),
+        EnvStepProgress(module.schedule.total_env_steps),
     ]
     try:
         trainer = L.Trainer(
@@ -221,6 +221,7 @@ def train_rl(cfg: DictConfig) -> Path:
             callbacks=callbacks,
             plugins=[AtomicCheckpointIO()],
             enable_checkpointing=False,
+            enable_progress_bar=False,
             enable_model_summary=False,
             num_sanity_val_steps=0,
         )
@@ -230,9 +231,11 @@ def train_rl(cfg: DictConfig) -> Path:
     loader = DataLoader(ExperienceStream(experience), batch_size=None, num_workers=0)
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-        warnings.filterwarnings("ignore", message=".*max_epochs=-1.*")
+        # The copied prior networks keep their BatchNorm layers in eval mode on purpose.
+        warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
+        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         try:
-            trainer.fit(module, train_dataloaders=loader, ckpt_path=checkpoint)
+            trainer.fit(module, train_dataloaders=loader, ckpt_path=checkpoint, weights_only=True)
         except NonFiniteLossError as error:
             raise UserError(str(error)) from error
     envs.close()

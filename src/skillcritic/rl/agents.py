@@ -27,6 +27,7 @@ state policies) sees the state (reference §6.10).
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -101,8 +102,10 @@ class AgentSpec:
             raise ValueError(f"agent.gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"agent.tau must be in (0, 1], got {self.tau}")
-        if self.lr <= 0 or self.init_alpha <= 0:
-            raise ValueError("agent.lr and agent.init_alpha must be positive")
+        for name in ("lr", "init_alpha", "skill_scale"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"agent.{name} must be a positive number, got {value}")
         if self.target_divergence < 0 or self.ll_target_divergence < 0:
             raise ValueError(
                 f"target divergences must be >= 0, got δ_H={self.target_divergence}, "

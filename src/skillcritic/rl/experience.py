@@ -165,7 +165,9 @@ class Experience:
             if self.agent.ll is not None:
                 self.agent.set_stage(self.schedule.stage(self.env_steps))
             warming_up = self.in_warmup
-            out = self.collector.step(self.agent.horizon)
+            # H steps per env, fewer at the end of the epoch (so epochs end on the step count).
+            per_env = -(-(end - self.env_steps) // self.collector.num_envs)
+            out = self.collector.step(min(self.agent.horizon, per_env))
             self._store(out)
             if warming_up:
                 continue

@@ -19,8 +19,10 @@ import gymnasium
 import lightning as L
 import numpy as np
 import torch
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import Tensor
 
+from skillcritic.logs import stderr_console
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.agents import AgentSpec, LowLevelActor, SkillAgent, build_agent
 from skillcritic.rl.experience import Experience, Schedule, to_tensors
@@ -117,8 +119,6 @@ class RLModule(L.LightningModule):
         metrics["train/hl_steps"] = float(self.experience.collector.hl_steps)
         if self.logger is not None:
             self.logger.log_metrics(metrics, step=self.env_steps)
-        self.log("env_steps", float(self.env_steps), prog_bar=True, logger=False)
-        self.log("success", self.last_success, prog_bar=True, logger=False)
 
     def on_train_epoch_end(self) -> None:
         if self.env_steps >= self.schedule.total_env_steps:
@@ -338,3 +338,50 @@ class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
         tmp = path.with_name(f".{path.name}.tmp")
         super().save_checkpoint(checkpoint, tmp, storage_options)
         tmp.replace(path)
+
+
+class EnvStepProgress(L.Callback):
+    """A rich progress bar over env steps (not batches) with updates and the latest success."""
+
+    def __init__(self, total_env_steps: int) -> None:
+        self.total = total_env_steps
+        self._progress: Progress | None = None
+        self._task: Any = None
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        columns = (
+            TextColumn("[bold]env steps"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeRemainingColumn(),
+            TextColumn("{task.fields[status]}"),
+        )
+        self._progress = Progress(*columns, console=stderr_console())
+        self._progress.start()
+        assert isinstance(pl_module, RLModule)
+        self._task = self._progress.add_task(
+            "rl", total=self.total, completed=pl_module.env_steps, status=""
+        )
+
+    def _refresh(self, module: RLModule) -> None:
+        if self._progress is not None:
+            status = f"updates {module.updates}  success {module.last_success:.2f}"
+            self._progress.update(self._task, completed=module.env_steps, status=status)
+
+    def on_train_batch_end(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, *args: Any
+    ) -> None:
+        assert isinstance(pl_module, RLModule)
+        if pl_module.updates % pl_module.log_every_updates == 0:
+            self._refresh(pl_module)
+
+    def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert isinstance(pl_module, RLModule)
+        self._refresh(pl_module)
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+    on_exception = on_train_end  # type: ignore[assignment]
