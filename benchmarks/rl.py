@@ -83,6 +83,28 @@ def build_prior(variant: str | None) -> SkillPriorModule | None:
     return SkillPriorModule(spec_dict(spec))
 
 
+def cpu_seconds() -> tuple[float, float, float]:
+    """(wall, busy CPU seconds of the whole machine, CPU seconds of this process).
+
+    The machine's busy time comes from ``/proc/stat`` (Linux; NaN elsewhere), so
+    ``(Δbusy − Δown) / Δwall`` is how many cores other processes kept busy meanwhile.
+    """
+    own = os.times()
+    try:
+        with open("/proc/stat") as stat:
+            ticks = [int(x) for x in stat.readline().split()[1:9]]
+        busy = (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")  # − idle, iowait
+    except (OSError, ValueError):
+        busy = float("nan")
+    return time.perf_counter(), busy, own.user + own.system
+
+
+def others_cores(since: tuple[float, float, float]) -> float:
+    """Cores kept busy by other processes since ``since`` (a :func:`cpu_seconds`)."""
+    now = cpu_seconds()
+    return max(0.0, ((now[1] - since[1]) - (now[2] - since[2])) / (now[0] - since[0]))
+
+
 class Clock:
     """Wraps callables and sums the wall time spent in them."""
 
@@ -117,6 +139,7 @@ class Result:
     loop_updates_s: float = float("nan")
     overhead_ms: float = float("nan")
     fit_fixed_s: float = float("nan")
+    others: float = float("nan")  # cores other processes kept busy during the agent's run
     shapes: str = ""
 
 
@@ -269,6 +292,7 @@ def lightning_loop(
 def bench_agent(name: str, args: argparse.Namespace, out: dict[str, Result]) -> None:
     """Measure one agent (Skill-Critic: also its warm_start update) into ``out``."""
     torch.manual_seed(0)
+    since = cpu_seconds()
     prior = build_prior(AGENT_PRIORS[name])
     spec = AgentSpec(name=name, state_dim=4, action_dim=2)
     fill = args.fill_env_steps
@@ -332,6 +356,7 @@ def bench_agent(name: str, args: argparse.Namespace, out: dict[str, Result]) -> 
         result.overhead_ms = 1e3 * (float(np.median(light)) - per_update)
         result.fit_fixed_s = float(np.median(fixed))
     experience.collector.envs.close()
+    result.others = others_cores(since)
 
     if args.profile and agent.ll is not None:
         profile_update(agent, experience, optimizers)
@@ -401,10 +426,12 @@ def main() -> int:
         f"{args.batch_size}; replay filled with {args.fill_env_steps} env steps (4 envs)"
     )
 
-    if os.getloadavg()[0] > 0.5:
+    since = cpu_seconds()
+    time.sleep(1.0)
+    if (busy := others_cores(since)) > 0.2:
         print(
-            f"warning: load average {os.getloadavg()[0]:.2f} before starting: other processes "
-            "share the cores, torch's OpenMP threads stall when descheduled (try --threads 1)"
+            f"warning: other processes keep {busy:.1f} cores busy: timings will be noisy, and "
+            "torch's OpenMP threads stall whenever one is descheduled (try --threads 1)"
         )
     results: dict[str, Result] = {}
     start = time.perf_counter()
@@ -418,6 +445,7 @@ def main() -> int:
     header += f" {'loop steps/s':>12s} {'loop upd/s':>10s}"
     if args.lightning:
         header += f" {'L ms/upd':>8s}"
+    header += f" {'others':>6s}"
     print(f"\n{header}")
     for name, r in results.items():
         row = f"{name:24s} {fmt(r.update_ms, '9.1f')}"
@@ -431,7 +459,7 @@ def main() -> int:
         row += f" {fmt(r.loop_steps_s, '12.0f')} {fmt(r.loop_updates_s, '10.1f')}"
         if args.lightning:
             row += f" {fmt(r.overhead_ms, '+8.2f')}"
-        print(row)
+        print(f"{row} {fmt(r.others, '6.2f')}")
 
     print("\nupdate split (median ms): ")
     for name, r in results.items():
@@ -447,6 +475,10 @@ def main() -> int:
     for name, r in results.items():
         if "/" not in name:
             print(f"  {name:13s} {r.shapes}")
+    print(
+        "others: cores other processes kept busy during the agent's measurements (0 = quiet); "
+        "L ms/upd: Lightning epoch time per update minus the plain loop's"
+    )
     print(f"done in {elapsed:.0f} s, load average {os.getloadavg()[0]:.2f}")
     return 0
 

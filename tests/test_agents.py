@@ -167,19 +167,13 @@ def test_build_agent_structure(name: str) -> None:
     assert agent.hl.regulariser == ("entropy" if entropy else "divergence")
     assert (agent.hl.reference is None) is entropy
     if name != "no_prior":  # see test_no_prior_does_not_store_views
-        assert agent.uses_views is (name != "sac")
+        assert agent.uses_views is (name not in ("sac", "no_prior"))
     if prior is not None and not flat:
         # naming the prior's own horizon is accepted
         assert build_agent(small_spec(name), prior, horizon=H).horizon == H
     assert agent.stage == "hybrid" and not agent.ll_deterministic
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="no_prior's HL is a state MLP and its open-loop decoder reads no observation, yet "
-    "uses_views is True (FrozenSkills.image is the prior's image flag), so the replay stores "
-    "view and next_view (8 KiB per row) that no network reads",
-)
 def test_no_prior_does_not_store_views() -> None:
     agent, _ = make_agent("no_prior")
     assert not agent.hl_image and not agent.ll_image
@@ -218,12 +212,6 @@ def test_hl_and_ll_actions_have_shapes_and_bounds(name: str) -> None:
         assert torch.equal(agent.ll_act(obs, z, torch.zeros(n, dtype=torch.long)), z)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SkillAgent.ll_act on an open-loop agent (spirl, no_prior) calls FrozenSkills.forward, "
-    "which runs the recurrent decoder on z and returns the whole (N, H, da) plan instead of an "
-    "(N, da) action (or an error); only LowLevelActor handles open-loop skills",
-)
 @pytest.mark.parametrize("name", ["spirl", "no_prior"])
 def test_ll_act_on_open_loop_agent_returns_actions_or_refuses(name: str) -> None:
     agent, _ = make_agent(name)
@@ -271,6 +259,8 @@ def test_prior_checks_refuse_mismatches() -> None:
         ({"kl_samples": 0}, "kl_samples"),
         ({"lr": 0.0}, "positive"),
         ({"init_alpha": -1.0}, "positive"),
+        ({"skill_scale": 0.0}, "skill_scale must be a positive number"),
+        ({"skill_scale": float("inf")}, "skill_scale must be a positive number"),
         ({"boundary_value": "published"}, "boundary_value must be one of"),
         ({"name": "ppo"}, "unknown agent 'ppo'"),
     ],

@@ -209,7 +209,10 @@ class FrozenSkills(EvalBatchNorm):
         return self.net.decoder(z).clamp(-1.0, 1.0)
 
     def forward(self, obs: Obs, z: Tensor, k: Tensor) -> Tensor:
-        """Closed-loop action means (N, da) for observations, skills and indices k (N,)."""
+        """Action means (N, da) for observations, skills and indices k (N,) (open-loop: step k
+        of the plan, decoded here; :class:`LowLevelActor` caches plans instead)."""
+        if self.open_loop:
+            return self.plan(z)[torch.arange(z.shape[0], device=z.device), k]
         if self.image:
             features = self.net.step_features(view_pairs(obs))
         else:
@@ -268,7 +271,8 @@ class SkillAgent(nn.Module):
     @property
     def uses_views(self) -> bool:
         """Whether any policy reads the views (else the replay does not store them)."""
-        return self.hl_image or self.ll_image or (self.skills is not None and self.skills.image)
+        skills_see = self.skills is not None and self.skills.image and not self.skills.open_loop
+        return self.hl_image or self.ll_image or skills_see
 
     @property
     def flat(self) -> bool:

@@ -138,17 +138,17 @@ class Experience:
 
     # ------------------------------------------------------------------ storing
 
-    def _fields(self, rows: Mapping[str, np.ndarray], names: tuple[str, ...]) -> list[str]:
+    def _fields(self, names: tuple[str, ...]) -> list[str]:
         obs = [*self.obs_keys, *(f"next_{key}" for key in self.obs_keys)]
         return [*obs, *names]
 
     def _store(self, out: CollectorOutput) -> None:
-        hl = {name: out.hl[name] for name in self._fields(out.hl, HL_FIELDS)}
+        hl = {name: out.hl[name] for name in self._fields(HL_FIELDS)}
         if self.hl_buffer is None:
             self.hl_buffer = ReplayBuffer(_spec(hl), self.schedule.hl_capacity)
         self.hl_buffer.add(hl)
         if self.agent.ll is not None:
-            ll = {name: out.ll[name] for name in self._fields(out.ll, LL_FIELDS)}
+            ll = {name: out.ll[name] for name in self._fields(LL_FIELDS)}
             if self.ll_buffer is None:
                 self.ll_buffer = ReplayBuffer(_spec(ll), self.schedule.ll_capacity)
             self.ll_buffer.add(ll)
@@ -198,6 +198,7 @@ class Experience:
             "schedule": asdict(self.schedule),
             "updates_due": self.updates_due,
             "rng": self.rng.bit_generator.state,
+            "action_rng": self.action_space.np_random.bit_generator.state,
             "collector": _numpy_to_tensors(self.collector.state_dict()),
             "buffers": {},
         }
@@ -213,6 +214,7 @@ class Experience:
         not in the checkpoint): in-flight skills are closed as truncated HL transitions."""
         self.updates_due = float(state["updates_due"])
         self.rng.bit_generator.state = state["rng"]
+        self.action_space.np_random.bit_generator.state = state["action_rng"]
         self.collector.load_state_dict(_tensors_to_numpy(state["collector"]))
         self.collector.restart_episodes(seed=self.seed + self.collector.env_steps)
         buffers = state["buffers"]
