@@ -18,12 +18,19 @@ $(STAMP): pyproject.toml
 	$(PIP) install -e ".[dev]"
 	touch $(STAMP)
 
-# The maze pipeline so far: demonstrations, then the open-loop skill prior SPiRL uses
-# (about 25 min on 2 cores). Both steps keep what an earlier run made: an existing dataset is
-# reused and the prior continues from its last checkpoint (resume=auto).
+# The short maze pipeline: demonstrations, the cond_decoder skill prior (5000 updates), then a
+# short Skill-Critic run (100k env steps: warm-up, warm start, hybrid); about 25 min on 2 cores.
+# Each step keeps what an earlier run made (an existing dataset is reused, the prior and the
+# agent continue from their last checkpoints: resume=auto).
 run: install
 	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-data env=maze data.exist_ok=true
-	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-prior env=maze prior=open_loop resume=auto
+	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-prior env=maze prior=cond_decoder trainer.max_steps=5000 resume=auto
+	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-rl env=maze agent=skill_critic total_env_steps=100000 \
+		epoch_env_steps=25000 agent.warm_start_env_steps=25000 resume=auto
+	@echo "outputs: data/skillcritic/maze-demos-v0 (demonstrations),"
+	@echo "  outputs/prior/maze/cond_decoder/default/seed0 (skill prior),"
+	@echo "  outputs/rl/maze/skill_critic/default/seed0 (agent: checkpoints, videos, pictures);"
+	@echo "  curves: .venv/bin/tensorboard --logdir outputs"
 
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest

@@ -153,6 +153,9 @@ def test_skill_critic_stages_resume_and_modes(root: Path, tmp_path: Path) -> Non
     assert buffer["fields"]["view"].dtype == torch.uint8
     logged = scalars(Path(cfg.run_dir))
     assert "ll/actor_loss" in logged and min(s for s, _ in logged["ll/actor_loss"]) >= 200
+    # A finished run resumed with the same budget has nothing to do (make run's resume=auto).
+    again = run_rl(rl_config(root, "skill_critic", *stages, "total_env_steps=400", "resume=auto"))
+    assert again == last and checkpoint_state(last)["updates"] == second["updates"]
 
     # mode=val prints the mean return and success of K episodes (deterministic).
     val = run_rl(

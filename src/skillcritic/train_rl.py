@@ -177,6 +177,16 @@ def train_rl(cfg: DictConfig) -> Path:
     checkpoint = find_checkpoint(run_dir, cfg.resume)
     if checkpoint is not None:
         load_module(checkpoint, cfg.agent.name)  # refuse another agent's checkpoint early
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        env_steps = int(state["skillcritic"]["experience"]["collector"]["env_steps"])
+        if env_steps >= int(cfg.total_env_steps):
+            log.info(
+                "%s already holds %d env steps (total_env_steps=%d): nothing to do",
+                checkpoint,
+                env_steps,
+                int(cfg.total_env_steps),
+            )
+            return checkpoint
     if cfg.trainer.strategy not in ("auto", None) or int(cfg.trainer.devices) != 1:
         raise UserError(
             "skillcritic-rl trains in one process on one device; scale out with sweeps "

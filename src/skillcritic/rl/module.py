@@ -384,4 +384,7 @@ class EnvStepProgress(L.Callback):
             self._progress.stop()
             self._progress = None
 
-    on_exception = on_train_end  # type: ignore[assignment]
+    def on_exception(
+        self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException
+    ) -> None:
+        self.on_train_end(trainer, pl_module)
