@@ -312,3 +312,25 @@ def test_seed_sweeps(root: Path, tmp_path: Path, launcher: str) -> None:
         run_dir = out / "rl" / "maze" / "spirl" / "default" / f"seed{seed}"
         assert (run_dir / "checkpoints" / "last.ckpt").is_file(), seed
         assert "rollout/success" in scalars(run_dir)
+
+
+def test_sac_on_a_plain_gymnasium_env(tmp_path: Path) -> None:
+    """Flat agents run on any Box env: the observation becomes the state, actions fill its box."""
+    overrides = [
+        "env=pendulum",
+        f"paths.outputs={tmp_path}",
+        "total_env_steps=200",
+        "epoch_env_steps=200",
+        "agent.warmup_env_steps=100",
+        "agent.batch_size=16",
+        "agent.policy_hidden=32",
+        "agent.critic_hidden=32",
+        "eval.episodes=1",
+        "trainer.threads=1",
+    ]
+    last = run_rl(config("train_rl", ["agent=sac", *overrides]))
+    module = load_module(last)
+    assert module.agent.hl.action_scale == 2.0  # Pendulum's torque box is [-2, 2]
+    assert checkpoint_state(last)["updates"] == 100
+    logged = scalars(last.parent.parent)
+    assert "rollout/return" in logged and "train/success" not in logged

@@ -25,12 +25,28 @@ log = logging.getLogger(__name__)
 
 
 def make_env(cfg: DictConfig, **overrides: object) -> gymnasium.Env:
-    """The env's target task (``overrides`` replace env kwargs, e.g. a start cell)."""
+    """The env's target task (``overrides`` replace env kwargs, e.g. a start cell).
+
+    Observations are always a Dict with a ``state`` (and, for image envs, ``view``): a plain
+    gymnasium env with a Box observation is wrapped so that its observation is the ``state``.
+    """
     kwargs = OmegaConf.to_container(cfg.env.kwargs) | overrides
+    if cfg.env.get("task") is not None:
+        kwargs["task"] = cfg.env.task
     try:
-        return gymnasium.make(cfg.env.id, task=cfg.env.task, **kwargs)
-    except (TypeError, ValueError) as error:  # LayoutError is a ValueError and a UserError
+        env = gymnasium.make(cfg.env.id, **kwargs)
+    except (TypeError, ValueError, gymnasium.error.Error) as error:
+        # LayoutError is a ValueError and a UserError; unknown ids are gymnasium errors
         raise UserError(f"cannot make env {cfg.env.name}: {error}") from error
+    space = env.observation_space
+    if isinstance(space, gymnasium.spaces.Box):
+        state = gymnasium.spaces.Box(space.low, space.high, space.shape, np.float32)
+        env = gymnasium.wrappers.TransformObservation(
+            env,
+            lambda obs: {"state": np.asarray(obs, np.float32)},
+            gymnasium.spaces.Dict(state=state),
+        )
+    return env
 
 
 def _demo_generator(cfg: DictConfig) -> tuple[Callable[[int], Any], gymnasium.spaces.Space]:

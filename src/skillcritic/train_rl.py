@@ -52,21 +52,31 @@ from skillcritic.train_prior import (
 log = logging.getLogger(__name__)
 
 
-def _env_dims(cfg: DictConfig) -> tuple[int, int]:
+def _env_dims(cfg: DictConfig) -> tuple[int, int, float]:
+    """State and action sizes of the env and the bound of its (symmetric) action box."""
     env = make_env(cfg)
-    space = env.observation_space
-    state = space["state"] if isinstance(space, gymnasium.spaces.Dict) else space
-    dims = int(state.shape[0]), int(env.action_space.shape[0])
+    state, action = env.observation_space["state"], env.action_space
     env.close()
-    return dims
+    if not isinstance(action, gymnasium.spaces.Box) or len(action.shape) != 1:
+        raise UserError(f"env {cfg.env.name}: the agents need a 1-d Box action space")
+    high = float(action.high[0])
+    if not (np.all(action.high == high) and np.all(action.low == -high) and np.isfinite(high)):
+        raise UserError(
+            f"env {cfg.env.name}: the agents need a symmetric action box [-b, b] with one b, got "
+            f"low={action.low}, high={action.high} (rescale it with a gymnasium wrapper)"
+        )
+    return int(state.shape[0]), int(action.shape[0]), high
 
 
-def agent_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> AgentSpec:
-    """The agent's hyperparameters from ``cfg.agent``; dims from the env."""
-    names = {f.name for f in dataclasses.fields(AgentSpec)} - {"state_dim", "action_dim"}
+def agent_spec(cfg: DictConfig, state_dim: int, action_dim: int, action_scale: float) -> AgentSpec:
+    """The agent's hyperparameters from ``cfg.agent``; dims and action bound from the env."""
+    names = {f.name for f in dataclasses.fields(AgentSpec)}
+    names -= {"state_dim", "action_dim", "action_scale"}
     values = {name: cfg.agent[name] for name in names if name in cfg.agent}
     try:
-        return AgentSpec(state_dim=state_dim, action_dim=action_dim, **values)
+        return AgentSpec(
+            state_dim=state_dim, action_dim=action_dim, action_scale=action_scale, **values
+        )
     except (TypeError, ValueError) as error:
         raise UserError(f"agent settings: {error}") from error
 
@@ -117,8 +127,7 @@ def resolve_prior(cfg: DictConfig) -> tuple[SkillPriorModule | None, Path | None
 def build_module(cfg: DictConfig) -> tuple[RLModule, Path | None]:
     """A fresh RL module for the configured agent over its trained prior."""
     prior, prior_path = resolve_prior(cfg)
-    state_dim, action_dim = _env_dims(cfg)
-    spec = agent_spec(cfg, state_dim, action_dim)
+    spec = agent_spec(cfg, *_env_dims(cfg))
     horizon = prior.spec.horizon if prior is not None and prior.spec.variant != "flat" else 1
     if cfg.agent.horizon is not None and int(cfg.agent.horizon) != horizon:
         raise UserError(

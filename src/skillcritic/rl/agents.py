@@ -85,6 +85,7 @@ class AgentSpec:
     target_divergence: float = 1.0  # δ_H (δ of flat_prior)
     target_entropy: float | None = None  # H̄ of entropy agents; None: −|action|
     skill_scale: float = 2.0  # z = skill_scale·tanh(u)
+    action_scale: float = 1.0  # flat and LL actions = action_scale·tanh(u): the env's box
     policy_hidden: int = 256  # policies learned from scratch (sac, no_prior)
     policy_layers: int = 2
     critic_hidden: int = 256  # HL / flat critic
@@ -102,7 +103,7 @@ class AgentSpec:
             raise ValueError(f"agent.gamma must be in (0, 1], got {self.gamma}")
         if not 0.0 < self.tau <= 1.0:
             raise ValueError(f"agent.tau must be in (0, 1], got {self.tau}")
-        for name in ("lr", "init_alpha", "skill_scale"):
+        for name in ("lr", "init_alpha", "skill_scale", "action_scale"):
             value = getattr(self, name)
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"agent.{name} must be a positive number, got {value}")
@@ -424,13 +425,14 @@ def build_agent(
     common = dict(
         gamma=spec.gamma, tau=spec.tau, init_alpha=spec.init_alpha, kl_samples=spec.kl_samples
     )
+    flat = dict(common, action_scale=spec.action_scale)
 
     def critic(action_dim: int) -> TwinCritic:
         return TwinCritic(ds + action_dim, spec.critic_hidden, spec.critic_layers)
 
     if name == "sac":
         actor = ObsHead(GaussianMLP(ds, da, spec.policy_hidden, spec.policy_layers), image=False)
-        hl = SACLevel(actor, critic(da), da, target=spec.target_entropy, **common)
+        hl = SACLevel(actor, critic(da), da, target=spec.target_entropy, **flat)
         return SkillAgent(spec, 1, da, hl, random_warmup=True)
 
     assert prior is not None
@@ -438,7 +440,7 @@ def build_agent(
     if name in ("bc_sac", "flat_prior"):
         actor = ObsHead(_flat_policy_head(prior), image)
         if name == "bc_sac":
-            hl = SACLevel(actor, critic(da), da, target=spec.target_entropy, **common)
+            hl = SACLevel(actor, critic(da), da, target=spec.target_entropy, **flat)
         else:
             reference = ObsHead(_flat_policy_head(prior).requires_grad_(False).eval(), image)
             hl = SACLevel(
@@ -448,7 +450,7 @@ def build_agent(
                 regulariser="divergence",
                 target=spec.target_divergence,
                 reference=reference,
-                **common,
+                **flat,
             )
         return SkillAgent(spec, 1, da, hl, hl_image=image)
 
@@ -485,7 +487,7 @@ def build_agent(
         regulariser="divergence",
         target=spec.ll_target_divergence,
         reference=LowLevelHead(frozen_decoder(prior, spec.ll_log_sigma), image),
-        **common,
+        **flat,
     )
     return SkillAgent(spec, h, nz, hl, ll=ll, hl_image=image, ll_image=image)
 

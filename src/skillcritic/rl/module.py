@@ -114,7 +114,8 @@ class RLModule(L.LightningModule):
         if episodes:
             returns, successes = zip(*episodes, strict=True)
             metrics["train/return"] = float(np.mean(returns))
-            metrics["train/success"] = float(np.nanmean(successes))
+            if np.isfinite(successes).any():  # envs without info["success"] report NaN
+                metrics["train/success"] = float(np.nanmean(successes))
         metrics["train/updates"] = float(self.updates)
         metrics["train/hl_steps"] = float(self.experience.collector.hl_steps)
         if self.logger is not None:
@@ -165,6 +166,14 @@ class Episodes:
         return float(np.mean(self.successes)) if len(self.successes) else float("nan")
 
 
+def _frame(env: gymnasium.Env) -> np.ndarray | None:
+    """An rgb frame, or None where the env cannot render (e.g. classic control without pygame)."""
+    try:
+        return env.render()
+    except gymnasium.error.DependencyNotInstalled:
+        return None
+
+
 @torch.no_grad()
 def run_episodes(
     agent: SkillAgent,
@@ -187,7 +196,8 @@ def run_episodes(
     states = [[o["state"]] for o in obs]
     actions: list[list[np.ndarray]] = [[] for _ in range(n)]
     rewards: list[list[float]] = [[] for _ in range(n)]
-    frames: list[list[np.ndarray]] = [[envs[i].render()] for i in range(min(render, n))]
+    frames = [_frame(envs[i]) for i in range(min(render, n))]
+    frames = [[frame] for frame in frames if frame is not None]
     successes = np.zeros(n, dtype=bool)
     done = np.zeros(n, dtype=bool)
     low_level = LowLevelActor(agent)
