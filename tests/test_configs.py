@@ -5,29 +5,10 @@ from hydra import compose, initialize_config_dir
 
 from skillcritic.cli import config_dir
 from skillcritic.envs.maze.layout import TASK_NAMES
+from skillcritic.rl.agents import AGENT_PRIORS, AGENTS
 
 ENVS = ["maze", "maze_nav", "maze_traj"]
 PRIORS = ["open_loop", "closed_loop", "cond_decoder", "flat"]
-AGENTS = [
-    "sac",
-    "bc_sac",
-    "flat_prior",
-    "no_prior",
-    "spirl",
-    "spirl_cl",
-    "spirl_cd",
-    "skill_critic",
-]
-AGENT_PRIOR = {
-    "sac": None,
-    "bc_sac": "flat",
-    "flat_prior": "flat",
-    "no_prior": "open_loop",
-    "spirl": "open_loop",
-    "spirl_cl": "closed_loop",
-    "spirl_cd": "cond_decoder",
-    "skill_critic": "cond_decoder",
-}
 
 
 def composed(config_name: str, overrides: list[str]):
@@ -47,7 +28,7 @@ def test_prior_configs(env: str, prior: str) -> None:
 @pytest.mark.parametrize("agent", AGENTS)
 def test_rl_configs(env: str, agent: str) -> None:
     cfg = composed("train_rl", [f"env={env}", f"agent={agent}"])
-    assert cfg.agent.prior == AGENT_PRIOR[agent]
+    assert cfg.agent.prior == AGENT_PRIORS[agent]
     assert cfg.agent.prior_ckpt == "latest"
     assert cfg.agent.name == agent and cfg.agent.gamma == 0.99 and cfg.agent.batch_size == 256
     assert ("ll_target_divergence" in cfg.agent) == (agent == "skill_critic")

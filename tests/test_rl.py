@@ -18,20 +18,10 @@ from skillcritic.cli import config_dir
 from skillcritic.collect_data import collect_data
 from skillcritic.data.minari_io import episode_options, load_dataset, minari_root
 from skillcritic.errors import UserError
-from skillcritic.rl.agents import SkillAgent
+from skillcritic.rl.agents import AGENTS, SkillAgent
 from skillcritic.train_prior import train_prior
 from skillcritic.train_rl import load_module, run_rl
 
-AGENTS = [
-    "sac",
-    "bc_sac",
-    "flat_prior",
-    "no_prior",
-    "spirl",
-    "spirl_cl",
-    "spirl_cd",
-    "skill_critic",
-]
 DATA = ["data=small", "data.episodes=6", "data.workers=1", "env.demos.layout_size=8"]
 TINY_PRIOR = [
     "trainer.max_steps=4",

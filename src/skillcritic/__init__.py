@@ -4,6 +4,7 @@ Importing the package registers its gymnasium environments (``skillcritic/Maze-v
 """
 
 import os
+import warnings
 from importlib.metadata import PackageNotFoundError, version
 
 # Before mujoco or minari are imported: offscreen MuJoCo rendering, and no hub access ever.
@@ -11,6 +12,9 @@ os.environ.setdefault("MUJOCO_GL", "egl")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import gymnasium
+
+# Lightning 2.6 trips a deprecation of torch 2.13's pytree API on every fit; harmless, not ours.
+warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")
 
 try:
     __version__ = version("skillcritic")

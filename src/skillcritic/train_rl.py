@@ -252,7 +252,6 @@ def train_rl(cfg: DictConfig) -> Path:
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         # The copied prior networks keep their BatchNorm layers in eval mode on purpose.
         warnings.filterwarnings("ignore", message=".*module\\(s\\) in eval mode.*")
-        warnings.filterwarnings("ignore", message=".*isinstance\\(treespec, LeafSpec\\).*")
         try:
             trainer.fit(module, train_dataloaders=loader, ckpt_path=checkpoint, weights_only=True)
         except NonFiniteLossError as error:
