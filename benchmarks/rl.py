@@ -23,9 +23,12 @@ env is ``skillcritic/Maze-v0`` (task ``spirl``, views uint8 (2, 2, 32, 32)). Per
   ``--loop-hl-steps`` HL transitions after the fill (one update per HL transition, the default
   schedule): env steps/s and updates/s of the whole pipeline. With Lightning (default on): the
   same length through ``RLModule`` + ``ExperienceStream`` + ``L.Trainer.fit`` (no logger, no
-  checkpoints, no progress bar), interleaved with the plain loop ``--repeats`` times; the
-  overhead is (epoch time / update with Lightning) − (time / update of the plain loop), medians,
-  and the fit's fixed cost (setup + teardown outside the epoch) is printed below the table.
+  checkpoints, no progress bar), interleaved with the plain loop ``--repeats`` times. Both runs
+  time their batch production (each ``next`` of ``batches()``) and ``agent.update``; what is
+  left of the loop's (Lightning: the epoch's) wall time is the loop's own cost, and "L ms/upd"
+  is Lightning's minus the plain loop's, per update (medians). Subtracting the measured work of
+  the same run keeps the collection and update noise out of this small difference. The fit's
+  fixed cost (setup + teardown outside the epoch) is printed below the table.
 
 Timings are wall-clock medians; on a shared machine (other processes on the cores) torch's
 OpenMP threads stall when one of them is descheduled, so compare runs only side by side and
@@ -42,7 +45,7 @@ import re
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
@@ -229,14 +232,11 @@ def time_collection(
     }
 
 
-class EpochTimer(L.Callback):
-    """Wall time of the (single) training epoch of a fit."""
-
-    def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.start = time.perf_counter()
+class EpochEnd(L.Callback):
+    """When the (single) training epoch of a fit ended."""
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        self.seconds = time.perf_counter() - self.start
+        self.time = time.perf_counter()
 
 
 def continue_for(module: RLModule, experience: Experience, env_steps: int) -> None:
@@ -248,45 +248,108 @@ def continue_for(module: RLModule, experience: Experience, env_steps: int) -> No
     module.schedule = experience.schedule = schedule
 
 
+@dataclass
+class LoopRun:
+    """One loop: its wall time (from the first ``next`` of ``batches()`` to the loop's end; with
+    Lightning to the epoch's end, as its data fetcher asks for the first batch already during
+    the fit's setup), the time spent producing batches (collecting, storing, sampling: the
+    ``batches()`` generator) and in ``agent.update``."""
+
+    seconds: float
+    collect_s: float
+    update_s: float
+    env_steps: int
+    updates: int
+    fit_s: float = float("nan")  # Lightning: the whole ``fit`` call
+
+    @property
+    def residual_ms(self) -> float:
+        """Milliseconds per update spent outside batch production and updates: the loop's own."""
+        return 1e3 * (self.seconds - self.collect_s - self.update_s) / max(self.updates, 1)
+
+
+def instrumented(module: RLModule, experience: Experience) -> Clock:
+    """Time ``experience.batches()`` (each ``next``) and ``agent.update`` of the next loop; the
+    wrappers are instance attributes, removed by :func:`uninstrument`."""
+    clock = Clock()
+    batches = experience.batches
+    clock.seconds["collect"] = 0.0
+
+    def timed_batches() -> Iterator[dict[str, dict[str, torch.Tensor]]]:
+        stream = batches()
+        clock.seconds["first"] = time.perf_counter()
+        while True:
+            start = time.perf_counter()
+            batch = next(stream, None)
+            clock.seconds["collect"] += time.perf_counter() - start
+            if batch is None:
+                return
+            yield batch
+
+    experience.batches = timed_batches
+    module.agent.update = clock.wrap("update", module.agent.update)
+    return clock
+
+
+def uninstrument(module: RLModule, experience: Experience) -> None:
+    del experience.batches
+    del module.agent.update
+
+
 def plain_loop(
     module: RLModule,
     experience: Experience,
     optimizers: dict[str, dict[str, torch.optim.Optimizer]],
     env_steps: int,
-) -> tuple[float, int, int]:
-    """Seconds, env steps and updates of ``env_steps`` steps of collect + update, no Lightning."""
+) -> LoopRun:
+    """``env_steps`` env steps of collect + update in a plain ``for`` loop, no Lightning."""
     continue_for(module, experience, env_steps)
+    clock = instrumented(module, experience)
     agent, steps0, updates = module.agent, experience.env_steps, 0
-    start = time.perf_counter()
     for batch in experience.batches():
         agent.update(batch["hl"], batch.get("ll"), optimizers)
         updates += 1
-    return time.perf_counter() - start, experience.env_steps - steps0, updates
+    seconds = time.perf_counter() - clock.seconds["first"]
+    uninstrument(module, experience)
+    return LoopRun(
+        seconds,
+        clock.seconds["collect"],
+        clock.seconds["update"],
+        experience.env_steps - steps0,
+        updates,
+    )
 
 
-def lightning_loop(
-    module: RLModule, experience: Experience, env_steps: int
-) -> tuple[float, float, int, int]:
-    """Epoch seconds, fit seconds, env steps and updates of the same run through ``fit``."""
+def lightning_loop(module: RLModule, experience: Experience, env_steps: int) -> LoopRun:
+    """The same through ``RLModule`` + ``ExperienceStream`` + ``L.Trainer.fit`` (one epoch)."""
     continue_for(module, experience, env_steps)
-    timer = EpochTimer()
+    epoch_end = EpochEnd()
     trainer = L.Trainer(
         accelerator="cpu",
         devices=1,
         max_epochs=1,
         logger=False,
-        callbacks=[timer],
+        callbacks=[epoch_end],
         enable_progress_bar=False,
         enable_checkpointing=False,
         enable_model_summary=False,
         num_sanity_val_steps=0,
     )
     loader = DataLoader(ExperienceStream(experience), batch_size=None, num_workers=0)
+    clock = instrumented(module, experience)
     steps0, updates0 = experience.env_steps, module.updates
     start = time.perf_counter()
     trainer.fit(module, train_dataloaders=loader)
     fit = time.perf_counter() - start
-    return timer.seconds, fit, experience.env_steps - steps0, module.updates - updates0
+    uninstrument(module, experience)
+    return LoopRun(
+        epoch_end.time - clock.seconds["first"],
+        clock.seconds["collect"],
+        clock.seconds["update"],
+        experience.env_steps - steps0,
+        module.updates - updates0,
+        fit,
+    )
 
 
 def bench_agent(name: str, args: argparse.Namespace, out: dict[str, Result]) -> None:
@@ -340,21 +403,21 @@ def bench_agent(name: str, args: argparse.Namespace, out: dict[str, Result]) -> 
             other.collector.envs.close()
 
     # 3. the whole loop, plain and (interleaved) through Lightning; one update per HL transition
-    loop_steps = args.loop_hl_steps * agent.horizon
-    plain, light, fixed = [], [], []
-    for _ in range(args.repeats):
-        seconds, steps, updates = plain_loop(module, experience, optimizers, loop_steps)
-        plain.append((seconds, steps, updates))
+    plain: list[LoopRun] = []
+    light: list[LoopRun] = []
+    for _ in range(args.repeats if args.loop_hl_steps > 0 else 0):
+        loop_steps = args.loop_hl_steps * agent.horizon
+        plain.append(plain_loop(module, experience, optimizers, loop_steps))
         if args.lightning:
-            epoch, fit, steps, updates = lightning_loop(module, experience, loop_steps)
-            light.append(epoch / max(updates, 1))
-            fixed.append(fit - epoch)
-    result.loop_steps_s = float(np.median([s / t for t, s, _ in plain]))
-    result.loop_updates_s = float(np.median([u / t for t, _, u in plain]))
-    if args.lightning:
-        per_update = float(np.median([t / max(u, 1) for t, _, u in plain]))
-        result.overhead_ms = 1e3 * (float(np.median(light)) - per_update)
-        result.fit_fixed_s = float(np.median(fixed))
+            light.append(lightning_loop(module, experience, loop_steps))
+    if plain:
+        result.loop_steps_s = float(np.median([r.env_steps / r.seconds for r in plain]))
+        result.loop_updates_s = float(np.median([r.updates / r.seconds for r in plain]))
+    if light:
+        result.overhead_ms = float(
+            np.median([r.residual_ms for r in light]) - np.median([r.residual_ms for r in plain])
+        )
+        result.fit_fixed_s = float(np.median([r.fit_s - r.seconds for r in light]))
     experience.collector.envs.close()
     result.others = others_cores(since)
 
@@ -477,7 +540,8 @@ def main() -> int:
             print(f"  {name:13s} {r.shapes}")
     print(
         "others: cores other processes kept busy during the agent's measurements (0 = quiet); "
-        "L ms/upd: Lightning epoch time per update minus the plain loop's"
+        "L ms/upd: Lightning's per-update cost outside collection and agent.update, minus the "
+        "plain loop's"
     )
     print(f"done in {elapsed:.0f} s, load average {os.getloadavg()[0]:.2f}")
     return 0

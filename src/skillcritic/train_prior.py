@@ -63,6 +63,15 @@ def skill_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> SkillSpec:
     )
 
 
+def make_logger(cfg: DictConfig, run_dir: Path) -> TensorBoardLogger | CSVLogger:
+    """The run's metrics logger (``logger.kind``): ``<run>/tensorboard`` or ``<run>/csv``."""
+    if cfg.logger.kind == "tensorboard":
+        return TensorBoardLogger(
+            save_dir=run_dir, name="", version="tensorboard", default_hp_metric=False
+        )
+    return CSVLogger(save_dir=run_dir, name="", version="csv")
+
+
 def find_checkpoint(run_dir: Path, resume: str | None) -> Path | None:
     """The checkpoint to continue: ``resume`` is None (fresh run), ``latest`` (this run folder's
     last.ckpt), ``auto`` (latest if there is one, else fresh) or a path.
@@ -234,11 +243,7 @@ def train_prior(cfg: DictConfig) -> Path:
         state_std=None if stats is None else stats[1].tolist(),
         on_validation=_pictures(cfg, run_dir),
     )
-    logger = (
-        TensorBoardLogger(save_dir=run_dir, name="", version="tensorboard", default_hp_metric=False)
-        if cfg.logger.kind == "tensorboard"
-        else CSVLogger(save_dir=run_dir, name="", version="csv")
-    )
+    logger = make_logger(cfg, run_dir)
     checkpoints = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
         filename="best-{step}",

@@ -20,7 +20,6 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
@@ -47,6 +46,7 @@ from skillcritic.train_prior import (
     find_checkpoint,
     latest_prior_checkpoint,
     load_prior,
+    make_logger,
 )
 
 log = logging.getLogger(__name__)
@@ -168,14 +168,6 @@ def load_module(path: Path, agent: str | None = None) -> RLModule:
     return module.eval()
 
 
-def _logger(cfg: DictConfig, run_dir: Path) -> TensorBoardLogger | CSVLogger:
-    if cfg.logger.kind == "tensorboard":
-        return TensorBoardLogger(
-            save_dir=run_dir, name="", version="tensorboard", default_hp_metric=False
-        )
-    return CSVLogger(save_dir=run_dir, name="", version="csv")
-
-
 def _eval_env(cfg: DictConfig, render: bool) -> gymnasium.Env:
     return make_env(cfg, render_mode="rgb_array") if render else make_env(cfg)
 
@@ -214,7 +206,7 @@ def train_rl(cfg: DictConfig) -> Path:
     module.attach(experience)
     if prior_path is not None:
         log.info("agent %s over the prior %s", cfg.agent.name, prior_path)
-    logger = _logger(cfg, run_dir)
+    logger = make_logger(cfg, run_dir)
     last = run_dir / CHECKPOINTS / "last.ckpt"
     callbacks = [
         Evaluation(

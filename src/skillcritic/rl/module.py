@@ -26,6 +26,8 @@ from skillcritic.logs import stderr_console
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.agents import AgentSpec, LowLevelActor, SkillAgent, build_agent
 from skillcritic.rl.experience import Experience, Schedule, to_tensors
+from skillcritic.viz.pictures import plot_skill_path
+from skillcritic.viz.videos import subsample_frames, write_video
 
 
 class NonFiniteLossError(RuntimeError):
@@ -301,9 +303,6 @@ def save_episode_media(
 ) -> list[Path]:
     """The first episode's GIF (``videos/<tag>.gif``) and, for mazes, its skill-coloured path
     (``pictures/skills_<tag>.png``)."""
-    from skillcritic.viz.pictures import plot_skill_path
-    from skillcritic.viz.videos import subsample_frames, write_video
-
     written = []
     if result.frames and len(result.frames[0]) > 1:
         frames = subsample_frames(result.frames[0], 200)
