@@ -1,7 +1,7 @@
 """RL-stage speed per agent: update time, collection speed and the whole training loop.
 
     .venv/bin/python benchmarks/rl.py [--agents sac ... skill_critic] [--threads 2]
-        [--updates 30] [--num-envs 4 [1 8]] [--loop-hl-steps 60] [--repeats 2]
+        [--updates 30] [--num-envs 4 [1 8]] [--loop-hl-steps 60] [--repeats 3]
         [--no-lightning] [--profile] [--quick]
 
 Priors are untrained (speed does not depend on the weights): ``SkillPriorModule`` at the maze
@@ -30,9 +30,11 @@ env is ``skillcritic/Maze-v0`` (task ``spirl``, views uint8 (2, 2, 32, 32)). Per
   the same run keeps the collection and update noise out of this small difference. The fit's
   fixed cost (setup + teardown outside the epoch) is printed below the table.
 
-Timings are wall-clock medians; on a shared machine (other processes on the cores) torch's
-OpenMP threads stall when one of them is descheduled, so compare runs only side by side and
-prefer ``--threads 1`` where the cores are busy. The load average is printed before and after.
+``--loop-hl-steps 0`` skips the loops. Timings are wall-clock medians. On a shared machine
+torch's OpenMP threads stall whenever one of them is descheduled (a 2-thread update can get 10x
+slower while another process keeps a core busy), so the "others" column gives the cores other
+processes kept busy during each agent's measurements (from /proc/stat): trust rows near 0,
+compare runs only side by side, and prefer ``--threads 1`` where the cores are busy.
 """
 
 from __future__ import annotations
@@ -458,7 +460,7 @@ def main() -> int:
     parser.add_argument("--fill-env-steps", type=int, default=3000)
     parser.add_argument("--collect-env-steps", type=int, default=800, help="per round")
     parser.add_argument("--loop-hl-steps", type=int, default=60, help="HL transitions per loop")
-    parser.add_argument("--repeats", type=int, default=2, help="interleaved rounds / loops")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved rounds / loops")
     parser.add_argument("--no-lightning", dest="lightning", action="store_false")
     parser.add_argument("--profile", action="store_true", help="torch.profiler of skill_critic")
     parser.add_argument("--quick", action="store_true", help="small counts: checks it runs")
