@@ -40,6 +40,7 @@ bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-data env=maze data.exist_ok=true
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/prior.py
+	$(BIN)/python benchmarks/rl.py
 
 lint: install
 	$(BIN)/ruff check src tests
