@@ -8,7 +8,6 @@ update may touch, the LL bootstrap value ``U(s')`` and seeded reproducibility.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -39,13 +38,7 @@ SPIRL_FAMILY = ("spirl", "spirl_cl", "spirl_cd")
 PRIOR_COPIES = (*SPIRL_FAMILY, "skill_critic")  # HL = trainable copy of the learned prior
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny networks: one intra-op thread (several threads on shared cores are ~100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(autouse=True)

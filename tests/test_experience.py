@@ -25,13 +25,7 @@ N_ENVS = 2
 EPISODE = 30  # max_episode_steps of the maze in these tests
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread() -> Iterator[None]:
-    """Tiny networks: one intra-op thread (several threads on shared cores are ~100x slower)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 # ---------------------------------------------------------------------- helpers

@@ -148,8 +148,9 @@ def build_module(cfg: DictConfig) -> tuple[RLModule, Path | None]:
     return module, prior_path
 
 
-def load_module(path: Path, agent: str | None = None) -> RLModule:
-    """An RL module from its checkpoint (weights only); ``agent`` must match if given."""
+def read_checkpoint(path: Path, agent: str | None = None) -> dict[str, Any]:
+    """An RL checkpoint's contents (weights only, memory-mapped); ``agent`` must match if
+    given."""
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # missing, truncated, not a torch file, unsafe pickle, ...
@@ -162,7 +163,13 @@ def load_module(path: Path, agent: str | None = None) -> RLModule:
             f"{path} is a checkpoint of agent {hparams['agent']['name']}, not {agent}; pass "
             f"agent={hparams['agent']['name']}"
         )
-    module = RLModule(**hparams)
+    return checkpoint
+
+
+def load_module(path: Path, agent: str | None = None) -> RLModule:
+    """An RL module from its checkpoint (weights only); ``agent`` must match if given."""
+    checkpoint = read_checkpoint(path, agent)
+    module = RLModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     module.agent.set_stage(checkpoint["skillcritic"]["stage"])
     return module.eval()
@@ -177,8 +184,7 @@ def train_rl(cfg: DictConfig) -> Path:
     run_dir = Path(cfg.run_dir)
     checkpoint = find_checkpoint(run_dir, cfg.resume)
     if checkpoint is not None:
-        load_module(checkpoint, cfg.agent.name)  # refuse another agent's checkpoint early
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+        state = read_checkpoint(checkpoint, cfg.agent.name)  # refuses another agent's early
         env_steps = int(state["skillcritic"]["experience"]["collector"]["env_steps"])
         if env_steps >= int(cfg.total_env_steps):
             log.info(

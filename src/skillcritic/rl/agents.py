@@ -165,12 +165,7 @@ class _FlatPolicy(nn.Module):
 
 def _flat_policy_head(prior: SkillPriorModule) -> PriorHead:
     """A trainable copy of the flat BC policy (BN in eval; state normalisation if trained so)."""
-    normalise = not prior.spec.image and prior.state_mean is not None
-    return PriorHead(
-        _FlatPolicy(copy.deepcopy(prior.model)),
-        prior.state_mean.clone() if normalise else None,
-        prior.state_std.clone() if normalise else None,
-    ).requires_grad_(True)
+    return prior_policy_head(prior, _FlatPolicy(prior.model))
 
 
 class LowLevelHead(nn.Module):

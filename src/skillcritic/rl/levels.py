@@ -278,12 +278,14 @@ class PriorHead(EvalBatchNorm):
         return self.net(obs)
 
 
-def prior_policy_head(prior_module: Any) -> PriorHead:
-    """A trainable deep copy of ``prior_module.model.prior`` (SPiRL HL policy, BN in eval)."""
+def prior_policy_head(prior_module: Any, net: nn.Module | None = None) -> PriorHead:
+    """A trainable deep copy of ``net`` (default ``prior_module.model.prior``: the SPiRL HL
+    policy), BN in eval, with the prior's state normalisation if it was trained with one."""
     normalise = not prior_module.spec.image and prior_module.state_mean is not None
     mean = prior_module.state_mean.detach().clone() if normalise else None
     std = prior_module.state_std.detach().clone() if normalise else None
-    head = PriorHead(copy.deepcopy(prior_module.model.prior), mean, std)
+    net = prior_module.model.prior if net is None else net
+    head = PriorHead(copy.deepcopy(net), mean, std)
     return head.requires_grad_(True)
 
 
