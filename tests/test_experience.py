@@ -3,6 +3,7 @@ real maze (2 envs, 30-step episodes) with small untrained agents."""
 
 from __future__ import annotations
 
+import copy
 import io
 from collections.abc import Iterator
 from typing import Any
@@ -229,8 +230,11 @@ def test_spirl_stream_has_only_hl_batches(monkeypatch: pytest.MonkeyPatch) -> No
         "reward",
         "terminated",
         "truncated",
+        "ref",  # the frozen prior's [μ, log σ] at obs and next obs, cached at collection
+        "next_ref",
     }
     assert experience.hl_buffer.fields["z"] == ((10,), np.dtype(np.float32))
+    assert experience.hl_buffer.fields["ref"] == ((20,), np.dtype(np.float32))
     # skill agents act with their policy during the warm-up as well
     assert calls[0] == 0 and min(calls) < experience.schedule.warmup_env_steps
 
@@ -412,3 +416,41 @@ def test_state_dict_holds_no_float64_or_numpy() -> None:
     for level in buffers.values():
         for tensor in level["state"]["fields"].values():
             assert tensor.dtype != torch.float64
+
+
+def test_cached_reference_rows_are_the_frozen_networks_outputs() -> None:
+    # Skill-Critic caches D_H's prior on HL rows and D_L's action prior (with z, k) on LL rows
+    experience = make_experience("skill_critic", total_env_steps=64, epoch_env_steps=64)
+    list(experience.batches())
+    agent = experience.agent
+    for level, buffer, extra in (
+        (agent.hl, experience.hl_buffer, ()),
+        (agent.ll, experience.ll_buffer, ("z", "k")),
+    ):
+        rows = buffer.sample(6, np.random.default_rng(0))
+        for prefix in ("", "next_"):
+            obs = {key: rows[f"{prefix}{key}"] for key in ("state", "view", *extra)}
+            expected = level.reference_params(obs)
+            torch.testing.assert_close(rows[f"{prefix}ref"], expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["spirl_cl", "skill_critic"])
+def test_updates_with_cached_references_equal_updates_without(name: str) -> None:
+    # the same batch, the same random draws: identical losses and parameters afterwards
+    experience = make_experience(name, total_env_steps=64, epoch_env_steps=64)
+    batch = next(iter(experience.batches()))
+    uncached = {
+        level: {k: v for k, v in rows.items() if not k.endswith("ref")}
+        for level, rows in batch.items()
+    }
+    agents = [experience.agent, copy.deepcopy(experience.agent)]
+    results = []
+    for agent, rows in zip(agents, (batch, uncached), strict=True):
+        agent.set_stage("hybrid")
+        torch.manual_seed(3)
+        results.append(agent.update(rows["hl"], rows.get("ll"), agent.optimizers()))
+    assert results[0].keys() == results[1].keys()
+    for key in results[0]:
+        assert results[0][key] == pytest.approx(results[1][key], rel=1e-4, abs=1e-5), key
+    for p, q in zip(agents[0].parameters(), agents[1].parameters(), strict=True):
+        torch.testing.assert_close(p, q, rtol=1e-4, atol=1e-5)

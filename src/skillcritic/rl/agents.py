@@ -40,6 +40,7 @@ from skillcritic.models.nets import mlp, views_to_float
 from skillcritic.models.skills import FlatBCModel, OpenLoopSkillModel
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.levels import (
+    REFERENCE_KEY,
     DecoderHead,
     EvalBatchNorm,
     PriorHead,
@@ -125,8 +126,18 @@ class AgentSpec:
 
 
 def view_pairs(obs: Obs) -> Tensor:
-    """The env's uint8 view stack (N, 2, C, S, S) as the models' float pair (N, 2C, S, S)."""
+    """The env's uint8 view stack (N, 2, C, S, S) as the models' float pair (N, 2C, S, S).
+
+    Update batches carry it ready as ``obs["pairs"]`` (converted once, read by every network).
+    """
+    if "pairs" in obs:
+        return obs["pairs"]
     return views_to_float(obs["view"]).flatten(1, 2)
+
+
+def with_view_pairs(obs: Obs) -> dict[str, Tensor]:
+    """``obs`` plus its float view pairs (``pairs``) where it has views."""
+    return {**obs, "pairs": view_pairs(obs)} if "view" in obs else dict(obs)
 
 
 class ObsHead(nn.Module):
@@ -354,7 +365,9 @@ class SkillAgent(nn.Module):
         div_hl = torch.zeros_like(next_q)
         rows = torch.nonzero(next_k == 0).squeeze(-1)
         if rows.numel():
-            hl_obs = {key: next_obs[key][rows] for key in ("state", "view") if key in next_obs}
+            hl_obs = {
+                key: next_obs[key][rows] for key in ("state", "view", "pairs") if key in next_obs
+            }
             z, d_h = self.hl.regularised_sample(hl_obs)
             q_hl[rows] = self.hl.critic_target.min(self.hl_critic_input(hl_obs, z))
             div_hl[rows] = d_h
@@ -374,12 +387,12 @@ def _level_batch(
     rows: Mapping[str, Tensor], action: str, extra: tuple[str, ...] = ()
 ) -> dict[str, Any]:
     """Replay rows → the ``obs / action / reward / next_obs / terminated`` batch of a level."""
-    keys = [key for key in ("state", "view") if key in rows] + list(extra)
+    keys = [key for key in ("state", "view", REFERENCE_KEY) if key in rows] + list(extra)
     return {
-        "obs": {key: rows[key] for key in keys},
+        "obs": with_view_pairs({key: rows[key] for key in keys}),
         "action": rows[action],
         "reward": rows["reward"],
-        "next_obs": {key: rows[f"next_{key}"] for key in keys},
+        "next_obs": with_view_pairs({key: rows[f"next_{key}"] for key in keys}),
         "terminated": rows["terminated"],
     }
 

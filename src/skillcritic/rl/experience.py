@@ -23,6 +23,7 @@ from torch.utils.data import IterableDataset
 
 from skillcritic.rl.agents import LowLevelActor, SkillAgent
 from skillcritic.rl.collector import CollectorOutput, HierarchicalCollector
+from skillcritic.rl.levels import REFERENCE_KEY, SACLevel
 from skillcritic.rl.replay import ReplayBuffer
 
 HL_FIELDS = ("z", "reward", "terminated", "truncated")
@@ -142,13 +143,34 @@ class Experience:
         obs = [*self.obs_keys, *(f"next_{key}" for key in self.obs_keys)]
         return [*obs, *names]
 
+    def _with_reference(
+        self, level: SACLevel, rows: dict[str, np.ndarray], extra: tuple[str, ...] = ()
+    ) -> dict[str, np.ndarray]:
+        """``rows`` plus the level's frozen reference at obs and next obs (``ref``,
+        ``next_ref``: [μ, log σ]) where the level has one: computed once here, for a few rows,
+        instead of twice per update for a whole batch."""
+        if level.reference is None:
+            return rows
+        width = 2 * level.action_dim
+        keys = [*self.obs_keys, *extra]
+        out = dict(rows)
+        for prefix in ("", "next_"):
+            if len(rows["reward"]) == 0:
+                out[f"{prefix}{REFERENCE_KEY}"] = np.zeros((0, width), np.float32)
+                continue
+            obs = to_tensors({key: rows[f"{prefix}{key}"] for key in keys}, self.device)
+            out[f"{prefix}{REFERENCE_KEY}"] = level.reference_params(obs).cpu().numpy()
+        return out
+
     def _store(self, out: CollectorOutput) -> None:
         hl = {name: out.hl[name] for name in self._fields(HL_FIELDS)}
+        hl = self._with_reference(self.agent.hl, hl)
         if self.hl_buffer is None:
             self.hl_buffer = ReplayBuffer(_spec(hl), self.schedule.hl_capacity)
         self.hl_buffer.add(hl)
         if self.agent.ll is not None:
             ll = {name: out.ll[name] for name in self._fields(LL_FIELDS)}
+            ll = self._with_reference(self.agent.ll, ll, extra=("z", "k"))
             if self.ll_buffer is None:
                 self.ll_buffer = ReplayBuffer(_spec(ll), self.schedule.ll_capacity)
             self.ll_buffer.add(ll)

@@ -37,6 +37,7 @@ from skillcritic.rl.targets import polyak_update
 Observation = Tensor | Mapping[str, Tensor]
 CriticInput = Callable[[Any, Tensor], Tensor]
 REGULARISERS = ("entropy", "divergence")
+REFERENCE_KEY = "ref"  # observation key of cached reference parameters [μ, log σ]
 
 
 class TwinCritic(nn.Module):
@@ -139,15 +140,30 @@ class SACLevel(nn.Module):
             return self.action_scale * torch.tanh(dist.mu)
         return squashed_sample(dist, self.action_scale)[0]
 
+    @torch.no_grad()
+    def reference_params(self, obs: Observation) -> Tensor:
+        """The frozen reference's ``[μ, log σ]`` (B, 2·action_dim) at ``obs``: what replay rows
+        cache as ``obs[REFERENCE_KEY]``, so updates need not run the frozen network again."""
+        assert self.reference is not None
+        prior: DiagGaussian = self.reference(obs)
+        return torch.cat([prior.mu, prior.log_sigma], dim=-1)
+
     def regularised_sample(self, obs: Observation) -> tuple[Tensor, Tensor]:
-        """A reparameterised squashed action and its regulariser (``log π`` or ``D``), (B,)."""
+        """A reparameterised squashed action and its regulariser (``log π`` or ``D``), (B,).
+
+        The reference distribution comes from ``obs[REFERENCE_KEY]`` where the batch caches it
+        (see :meth:`reference_params`), else from the frozen reference network.
+        """
         dist: DiagGaussian = self.actor(obs)
         action, _, log_prob = squashed_sample(dist, self.action_scale)
         if self.regulariser == "entropy":
             return action, log_prob
-        assert self.reference is not None
-        with torch.no_grad():
-            prior: DiagGaussian = self.reference(obs)
+        if isinstance(obs, Mapping) and REFERENCE_KEY in obs:
+            prior = DiagGaussian.from_params(obs[REFERENCE_KEY])
+        else:
+            assert self.reference is not None
+            with torch.no_grad():
+                prior = self.reference(obs)
         return action, kl_monte_carlo(dist, prior.detach(), self.kl_samples)
 
     def update(
@@ -166,9 +182,11 @@ class SACLevel(nn.Module):
         """
         obs, next_obs = batch["obs"], batch["next_obs"]
 
-        # 1. temperature step (on a sample of the current policy)
-        with torch.set_grad_enabled(self.train_actor):
-            action_pi, reg = self.regularised_sample(obs)
+        # 1. temperature step (on a sample of the current policy; none while both are frozen)
+        sampled = self.train_actor or self.train_alpha
+        if sampled:
+            with torch.set_grad_enabled(self.train_actor):
+                action_pi, reg = self.regularised_sample(obs)
         if self.train_alpha:
             if self.regulariser == "entropy":
                 alpha_loss = entropy_temperature_loss(self.log_alpha, reg, self.target)
@@ -215,24 +233,28 @@ class SACLevel(nn.Module):
         stats = {
             "critic_loss": float(q_loss.detach()),
             "alpha": float(alpha),
-            "regulariser": float(reg.detach().mean()),
             "q_mean": float(diagnostics["q_mean"]),
             "target_mean": float(diagnostics["target_mean"]),
         }
+        if sampled:
+            stats["regulariser"] = float(reg.detach().mean())
         if pi_loss is not None:  # only when the actor learned in this update
             stats["actor_loss"] = float(pi_loss.detach())
         return stats
 
 
 def make_optimizers(level: SACLevel, lr: float = 3e-4) -> dict[str, torch.optim.Optimizer]:
-    """Adam optimisers ``{"actor", "critic", "alpha"}`` for a level (frozen params left out)."""
+    """Adam optimisers ``{"actor", "critic", "alpha"}`` for a level (frozen params left out).
+
+    Fused Adam: one kernel per step instead of a handful of small ops per parameter tensor.
+    """
     actor_params = [p for p in level.actor.parameters() if p.requires_grad]
     optimizers: dict[str, torch.optim.Optimizer] = {
-        "critic": torch.optim.Adam(level.critic.parameters(), lr=lr),
-        "alpha": torch.optim.Adam([level.log_alpha], lr=lr),
+        "critic": torch.optim.Adam(level.critic.parameters(), lr=lr, fused=True),
+        "alpha": torch.optim.Adam([level.log_alpha], lr=lr, fused=True),
     }
     if actor_params:
-        optimizers["actor"] = torch.optim.Adam(actor_params, lr=lr)
+        optimizers["actor"] = torch.optim.Adam(actor_params, lr=lr, fused=True)
     return optimizers
 
 
