@@ -51,3 +51,27 @@ def test_gpu_trainers_compose() -> None:
     assert composed("train_prior", ["trainer=gpu"]).trainer.accelerator == "gpu"
     ddp = composed("train_rl", ["trainer=ddp"]).trainer
     assert ddp.strategy == "ddp" and ddp.devices == -1
+
+
+@pytest.mark.parametrize(
+    ("experiment", "env", "task"),
+    [
+        ("maze_spirl", "maze", "spirl"),
+        ("maze_nav", "maze_nav", "nav"),
+        ("maze_traj", "maze_traj", "traj"),
+    ],
+)
+def test_experiments_set_env_prefix_and_length(experiment: str, env: str, task: str) -> None:
+    cfg = composed("train_rl", [f"experiment={experiment}", "agent=spirl_cl", "seed=1"])
+    assert (cfg.env.name, cfg.env.task, cfg.prefix) == (env, task, experiment)
+    assert cfg.total_env_steps == 1_000_000 and cfg.epoch_env_steps == 50_000
+    assert cfg.run_dir == f"outputs/rl/{env}/spirl_cl/{experiment}/seed1"
+    # an override on the command line still wins over the experiment
+    cfg = composed("train_rl", [f"experiment={experiment}", "total_env_steps=5"])
+    assert cfg.total_env_steps == 5
+
+
+def test_maze_tasks_share_the_maze_priors() -> None:
+    prior_envs = {env: composed("train_rl", [f"env={env}"]).env.prior_env for env in ENVS}
+    assert prior_envs == dict.fromkeys(ENVS, "maze")
+    assert composed("train_rl", ["env=pendulum"]).env.prior_env == "pendulum"

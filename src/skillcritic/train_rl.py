@@ -113,13 +113,13 @@ def resolve_prior(cfg: DictConfig) -> tuple[SkillPriorModule | None, Path | None
     if needed is None:
         return None, None
     if cfg.agent.prior_ckpt in (None, "latest"):
-        path = latest_prior_checkpoint(cfg.paths.outputs, cfg.env.name, needed)
+        path = latest_prior_checkpoint(cfg.paths.outputs, cfg.env.prior_env, needed)
     else:
         path = Path(cfg.agent.prior_ckpt)
         if not path.is_file():
             raise UserError(
                 f"agent.prior_ckpt={path} is not a file; train the prior with: "
-                f"skillcritic-prior env={cfg.env.name} prior={needed}"
+                f"skillcritic-prior env={cfg.env.prior_env} prior={needed}"
             )
     return load_prior(path, needed), path
 
