@@ -75,3 +75,11 @@ def test_maze_tasks_share_the_maze_priors() -> None:
     prior_envs = {env: composed("train_rl", [f"env={env}"]).env.prior_env for env in ENVS}
     assert prior_envs == dict.fromkeys(ENVS, "maze")
     assert composed("train_rl", ["env=pendulum"]).env.prior_env == "pendulum"
+
+
+def test_racing_experiment_takes_the_gts_settings() -> None:
+    for agent in ("sac", "spirl_cl", "skill_critic"):
+        cfg = composed("train_rl", ["experiment=racing_corner", f"agent={agent}"])
+        assert (cfg.env.name, cfg.env.task, cfg.prefix) == ("racing", "corner", "racing_corner")
+        assert cfg.agent.gamma == 0.98 and cfg.agent.target_divergence == 5.0
+        assert cfg.run_dir == f"outputs/rl/racing/{agent}/racing_corner/seed0"

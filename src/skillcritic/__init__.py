@@ -1,6 +1,7 @@
 """skillcritic: skill-based RL (SPiRL, Skill-Critic) on Lightning + Hydra.
 
-Importing the package registers its gymnasium environments (``skillcritic/Maze-v0``).
+Importing the package registers its gymnasium environments (``skillcritic/Maze-v0``,
+``skillcritic/Racing-v0``).
 """
 
 import os
@@ -25,4 +26,11 @@ gymnasium.register(
     id="skillcritic/Maze-v0",
     entry_point="skillcritic.envs.maze.env:MazeEnv",
     max_episode_steps=2000,
+)
+
+# Racing: the env enforces its task's step limit itself (600 corner, 2000 lap), as GTS did.
+gymnasium.register(
+    id="skillcritic/Racing-v0",
+    entry_point="skillcritic.envs.racing.env:RacingEnv",
+    vector_entry_point="skillcritic.envs.racing.env:RacingVectorEnv",
 )

@@ -62,6 +62,19 @@ def _demo_generator(cfg: DictConfig) -> tuple[Callable[[int], Any], gymnasium.sp
             raise UserError(f"invalid env.demos settings: {error}") from error
         state_space = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)
         return MazeDemoGenerator(cfg.seed, config), state_space
+    if cfg.env.family == "racing":
+        from skillcritic.envs.racing.demos import DemoConfig as RacingDemoConfig
+        from skillcritic.envs.racing.demos import RacingDemoGenerator
+        from skillcritic.envs.racing.sim import N_FEATURES
+
+        options = OmegaConf.to_container(cfg.env.demos)
+        options.pop("episodes")
+        try:
+            config = RacingDemoConfig(**options)
+        except (TypeError, ValueError) as error:
+            raise UserError(f"invalid env.demos settings: {error}") from error
+        state_space = gymnasium.spaces.Box(-np.inf, np.inf, (N_FEATURES,), np.float32)
+        return RacingDemoGenerator(cfg.seed, config), state_space
     raise UserError(f"env {cfg.env.name} has no demonstration generator")
 
 

@@ -46,13 +46,14 @@ def skill_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> SkillSpec:
     prior = cfg.prior
     if prior.name not in VARIANTS:
         raise UserError(f"unknown prior variant {prior.name!r}; use one of {VARIANTS}")
+    image = bool(cfg.env.image)
     return SkillSpec(
         variant=prior.name,
         state_dim=state_dim,
         action_dim=action_dim,
-        image=bool(cfg.env.image),
+        image=image,
         view_channels=2,
-        view_size=int(cfg.env.kwargs.view_size),
+        view_size=int(cfg.env.kwargs.view_size) if image else SkillSpec.view_size,
         horizon=prior.horizon,
         latent_dim=prior.latent_dim,
         beta=prior.beta,
