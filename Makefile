@@ -35,12 +35,13 @@ run: install
 test: install
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest
 
-# Speed figures (loader, prior training per variant) on the default maze dataset.
+# Speed figures: loader, prior training per variant, RL per agent (default maze dataset), racing sim.
 bench: install
 	HF_HUB_OFFLINE=1 $(BIN)/skillcritic-data env=maze data.exist_ok=true
 	$(BIN)/python benchmarks/loader.py
 	$(BIN)/python benchmarks/prior.py
 	$(BIN)/python benchmarks/rl.py
+	$(BIN)/python benchmarks/racing.py
 
 lint: install
 	$(BIN)/ruff check src tests

@@ -6,7 +6,7 @@
 
 Priors are untrained (speed does not depend on the weights): ``SkillPriorModule`` at the maze
 sizes of ``conf/prior/*.yaml`` (views, H = 10; the flat prior H = 1 with 5 decoder layers). The
-env is ``skillcritic/Maze-v0`` (task ``spirl``, views uint8 (2, 2, 32, 32)). Per agent:
+env is ``skillcritic/Maze-v0`` (task ``spirl``, views uint8 (2, 3, 32, 32)). Per agent:
 
 * update: ``agent.update(hl, ll, agent.optimizers())`` on ``Experience.sample()`` batches of
   ``--batch-size`` rows from a replay filled by ``--fill-env-steps`` env steps (4 envs, warm-up,

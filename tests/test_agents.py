@@ -89,7 +89,7 @@ def make_obs(n: int, seed: int = 1) -> dict[str, Tensor]:
     g = torch.Generator().manual_seed(seed)
     return {
         "state": torch.randn(n, DS, generator=g) * 5,
-        "view": torch.randint(0, 256, (n, 2, 2, 32, 32), generator=g, dtype=torch.uint8),
+        "view": torch.randint(0, 256, (n, 2, 3, 32, 32), generator=g, dtype=torch.uint8),
     }
 
 

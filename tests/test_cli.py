@@ -38,7 +38,7 @@ def test_help_and_cfg_job(command: str, tmp_path: Path) -> None:
 def test_rl_without_a_trained_prior_names_the_command(tmp_path: Path) -> None:
     done = run("skillcritic-rl", "env=maze_nav", "agent=spirl", cwd=tmp_path)
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "skillcritic-prior env=maze_nav prior=open_loop" in done.stderr
+    assert "skillcritic-prior env=maze prior=open_loop" in done.stderr  # the maze priors
     assert len(done.stderr.strip().splitlines()) == 1
 
 

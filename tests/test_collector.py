@@ -401,7 +401,7 @@ def test_maze_smoke() -> None:
     n = len(ll["k"])
     assert n == 2 * 60 - int(collector.state_dict()["pending"].sum())
     assert ll["state"].shape == (n, 4) and ll["state"].dtype == np.float32
-    assert ll["view"].shape == (n, 2, 2, 32, 32) and ll["view"].dtype == np.uint8
+    assert ll["view"].shape == (n, 2, 3, 32, 32) and ll["view"].dtype == np.uint8
     assert ll["next_view"].dtype == np.uint8 and ll["next_state"].dtype == np.float32
     assert ll["z"].shape == (n, nz) and ll["z"].dtype == np.float32
     assert ll["action"].shape == (n, 2) and ll["action"].dtype == np.float32

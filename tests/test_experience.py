@@ -195,8 +195,8 @@ def test_batches_follow_the_schedule_and_nothing_is_dropped(
     # compact storage; batch shapes and keys
     for buffer in (experience.hl_buffer, experience.ll_buffer):
         fields = buffer.fields
-        assert fields["view"] == ((2, 2, 32, 32), np.dtype(np.uint8))
-        assert fields["next_view"] == ((2, 2, 32, 32), np.dtype(np.uint8))
+        assert fields["view"] == ((2, 3, 32, 32), np.dtype(np.uint8))
+        assert fields["next_view"] == ((2, 3, 32, 32), np.dtype(np.uint8))
         assert all(dtype != np.float64 for _, dtype in fields.values())
     for batch in batches:
         assert set(batch) == {"hl", "ll"}

@@ -263,3 +263,21 @@ def test_decoder_head_starts_equal_to_its_frozen_reference() -> None:
     assert all(not m.training for m in policy.modules() if isinstance(m, torch.nn.BatchNorm1d))
     with pytest.raises(ValueError, match="cond_decoder"):
         decoder_policy_head(SkillPriorModule(spec_dict(SkillSpec("closed_loop", 4, 2, horizon=5))))
+
+
+def test_td_targets_are_cut_at_the_largest_possible_return() -> None:
+    batch = make_batch() | {"reward": torch.full((B,), 50.0)}
+    free, bounded = make_level(), make_level(max_value=7.0)
+    stats_free = free.update(batch, make_optimizers(free))
+    stats_bounded = bounded.update(batch, make_optimizers(bounded))
+    assert stats_free["target_mean"] > 7.0  # rewards of 50 alone exceed the bound
+    assert stats_bounded["target_mean"] == pytest.approx(7.0)
+
+
+def test_value_bound_of_a_level() -> None:
+    from skillcritic.rl.agents import AgentSpec
+
+    spec = AgentSpec(name="spirl", state_dim=4, action_dim=2, gamma=0.99, max_reward=1.0)
+    assert spec.value_bound(10) == pytest.approx(1000.0)  # HL: 10 env steps per step
+    assert spec.value_bound(1) == pytest.approx(100.0)
+    assert AgentSpec(name="spirl", state_dim=4, action_dim=2).value_bound(10) is None

@@ -62,7 +62,7 @@ def test_check_env_and_reset(task: str) -> None:
     obs, info = env.reset(seed=0)
     assert set(obs) == {"state", "view"}
     assert obs["state"].dtype == np.float32 and obs["state"].shape == (4,)
-    assert obs["view"].dtype == np.uint8 and obs["view"].shape == (2, 2, 32, 32)
+    assert obs["view"].dtype == np.uint8 and obs["view"].shape == (2, 3, 32, 32)
     np.testing.assert_array_equal(obs["state"], [*spec.start, 0.0, 0.0])
     np.testing.assert_array_equal(obs["view"][0], obs["view"][1])
     assert info["success"] is False

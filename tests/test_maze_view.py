@@ -7,13 +7,23 @@ A wall cell ``(r, c)`` spans ``[r - 0.5, r + 0.5] x [c - 0.5, c + 0.5]``.
 
 from __future__ import annotations
 
+import gymnasium
 import numpy as np
 import pytest
 
 import skillcritic  # noqa: F401  (sets MUJOCO_GL before mujoco is imported)
 from skillcritic.envs.maze.layout import free_cells, load_task, parse_layout
 from skillcritic.envs.maze.physics import MazePhysics
-from skillcritic.envs.maze.view import GOAL, N_CHANNELS, WALL, CameraViews, ViewRaster, raster_views
+from skillcritic.envs.maze.view import (
+    AGENT,
+    GOAL,
+    N_CHANNELS,
+    WALL,
+    CameraViews,
+    ViewRaster,
+    raster_views,
+    tracking_centres,
+)
 
 # 7x7 room: border walls and one wall cell at (3, 3).
 ROOM = parse_layout(
@@ -44,7 +54,7 @@ def test_raster_shape_and_dtype() -> None:
     views = ViewRaster(ROOM)(np.array([[3.0, 1.0], [2.0, 2.0], [4.5, 4.5]]))
     assert views.shape == (3, N_CHANNELS, 32, 32)
     assert views.dtype == np.uint8
-    assert N_CHANNELS == 2 and (WALL, GOAL) == (0, 1)
+    assert N_CHANNELS == 3 and (WALL, GOAL, AGENT) == (0, 1, 2)
 
 
 def test_raster_pixel_aligned_walls() -> None:
@@ -187,3 +197,46 @@ def test_camera_agrees_with_raster() -> None:
         assert goal_iou >= 0.8, goal_iou
     finally:
         camera.close()
+
+
+# --------------------------------------------------------------------------------------------
+# The tracking centre and the agent marker
+# --------------------------------------------------------------------------------------------
+
+
+def test_tracking_centres_by_hand() -> None:
+    # two episodes (3 and 2 states); c_0 = p_0, c_t = c_{t-1} + 0.2 (p_t - c_{t-1})
+    positions = np.array([[0.0, 0.0], [1.0, 0.0], [1.0, 0.0], [5.0, 5.0], [5.0, 4.0]])
+    centres = tracking_centres(positions, np.array([0, 3]), np.array([3, 2]), 0.2)
+    expected = [[0, 0], [0.2, 0], [0.36, 0], [5, 5], [5, 4.8]]
+    np.testing.assert_allclose(centres, expected)
+
+
+def test_agent_marker_sits_at_the_agent() -> None:
+    raster = ViewRaster(np.zeros((9, 9), bool), size=32, view_cells=4.0)  # 8 px a cell
+    centred, ahead = raster(np.array([[4.0, 4.0], [4.0, 4.0]]), np.array([[4.0, 4.0], [4.0, 5.0]]))
+    rows, cols = np.nonzero(centred[AGENT])
+    assert rows.mean() == pytest.approx(15.5) and cols.mean() == pytest.approx(15.5)
+    rows, cols = np.nonzero(ahead[AGENT])
+    assert rows.mean() == pytest.approx(15.5) and cols.mean() == pytest.approx(23.5)  # +1 cell
+    assert 8 <= len(rows) <= 16  # a disc of radius 2 px
+    np.testing.assert_array_equal(centred[WALL], ahead[WALL])  # same centre, same walls
+
+
+def test_env_views_trail_the_moving_agent() -> None:
+    env = gymnasium.make("skillcritic/Maze-v0", task="spirl")
+    obs, _ = env.reset(seed=0)
+    positions = [obs["state"][:2].astype(np.float64)]
+    views = [obs["view"][1]]
+    for _ in range(40):
+        obs, *_ = env.step(np.array([0.0, 1.0]))  # push along +col
+        positions.append(env.unwrapped.physics.data.qpos[:2].copy())
+        views.append(obs["view"][1])
+    positions = np.array(positions)
+    centres = tracking_centres(positions, np.array([0]), np.array([len(positions)]), 0.2)
+    expected = ViewRaster(env.unwrapped.task.walls, env.unwrapped.task.goal)(centres, positions)
+    np.testing.assert_array_equal(np.array(views), expected)
+    # moving along +col, the agent is drawn right of the view centre
+    _, cols = np.nonzero(views[-1][AGENT])
+    assert cols.mean() > 15.5 + 0.5
+    env.close()

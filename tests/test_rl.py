@@ -20,7 +20,7 @@ from skillcritic.data.minari_io import episode_options, load_dataset, minari_roo
 from skillcritic.errors import UserError
 from skillcritic.rl.agents import AGENTS, SkillAgent
 from skillcritic.train_prior import train_prior
-from skillcritic.train_rl import load_module, run_rl
+from skillcritic.train_rl import load_module, resolve_prior, run_rl
 
 DATA = ["data=small", "data.episodes=6", "data.workers=1", "env.demos.layout_size=8"]
 TINY_PRIOR = [
@@ -219,8 +219,11 @@ def test_a_prior_of_the_wrong_variant_or_env_is_refused(root: Path) -> None:
     )
     with pytest.raises(UserError, match="holds a flat prior, not cond_decoder"):
         run_rl(rl_config(root, "skill_critic", f"agent.prior_ckpt={flat}"))
-    with pytest.raises(UserError, match="no trained open_loop prior for env maze_nav"):
-        run_rl(rl_config(root, "spirl", "env=maze_nav"))
+    with pytest.raises(UserError, match="no trained open_loop prior for env elsewhere"):
+        run_rl(rl_config(root, "spirl", "env=maze_nav", "env.prior_env=elsewhere"))
+    # the maze tasks share the priors trained with env=maze
+    _, path = resolve_prior(rl_config(root, "spirl", "env=maze_nav"))
+    assert path is not None and path.parts[-6:-3] == ("maze", "open_loop", "default")
 
 
 def run_cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:

@@ -26,7 +26,7 @@ def batch(spec: SkillSpec, batch_size: int = B) -> dict[str, torch.Tensor]:
         "actions": torch.rand(batch_size, n, spec.action_dim, generator=g) * 2 - 1,
     }
     if spec.image:
-        out["views"] = torch.randint(0, 256, (batch_size, n + 1, 2, 32, 32), generator=g).to(
+        out["views"] = torch.randint(0, 256, (batch_size, n + 1, 3, 32, 32), generator=g).to(
             torch.uint8
         )
     return out
@@ -73,12 +73,12 @@ def test_image_windows_pair_views_t_t1_with_action_t1() -> None:
     data = batch(spec)
     assert data["actions"].shape[1] == H + 1
     observations, targets = step_observations(data, spec)
-    assert observations.shape == (B, H, 4, 32, 32)
+    assert observations.shape == (B, H, 6, 32, 32)
     assert torch.equal(targets, data["actions"][:, 1 : H + 1])
     views = data["views"].float() / 127.5 - 1
-    for t in range(H):  # channels 0-1: view t, channels 2-3: view t+1
-        assert torch.allclose(observations[:, t, :2], views[:, t])
-        assert torch.allclose(observations[:, t, 2:], views[:, t + 1])
+    for t in range(H):  # channels 0-2: view t, channels 3-5: view t+1
+        assert torch.allclose(observations[:, t, :3], views[:, t])
+        assert torch.allclose(observations[:, t, 3:], views[:, t + 1])
 
 
 def test_reconstruction_nll_by_hand() -> None:

@@ -17,7 +17,7 @@ from skillcritic.data.minari_io import DatasetError, load_dataset, write_dataset
 from skillcritic.data.windows import EpisodeArrays, WindowDataModule, WindowSampler
 from skillcritic.envs.maze.demos import DemoConfig, MazeDemoGenerator, generate_demo
 from skillcritic.envs.maze.layout import random_t_maze
-from skillcritic.envs.maze.view import MultiLayoutRaster, ViewRaster
+from skillcritic.envs.maze.view import AGENT, MultiLayoutRaster, ViewRaster
 
 CONFIG = DemoConfig(layout_size=8, min_steps=10)
 STATE = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)
@@ -95,21 +95,23 @@ def test_multi_layout_raster_equals_view_raster_per_layout() -> None:
     near = rng.random(n) < 0.3
     jitter = rng.uniform(-2.6, 2.6, (near.sum(), 2))
     positions[near] = np.nan_to_num(goals[layout[near]], nan=1.0) + jitter
+    agents = positions + rng.uniform(-0.5, 0.5, positions.shape)  # the views trail the agent
     for threads, block in ((1, 256), (3, 64)):
         raster = MultiLayoutRaster(walls, goals, size=16, view_cells=3.5, threads=threads)
         raster.block = block
-        views = raster(layout, positions)
-        assert views.shape == (n, 2, 16, 16) and views.dtype == np.uint8
+        views = raster(layout, positions, agents)
+        assert views.shape == (n, 3, 16, 16) and views.dtype == np.uint8
         for e, layout_walls in enumerate(walls):
             goal = None if np.isnan(goals[e]).any() else goals[e]
             expected = ViewRaster(layout_walls, goal, size=16, view_cells=3.5)(
-                positions[layout == e]
+                positions[layout == e], agents[layout == e]
             )
             np.testing.assert_array_equal(views[layout == e], expected)
         raster.close()
     assert views[:, 1].any() and views[:, 0].any() and not views[layout == 3, 1].any()
+    assert views[:, AGENT].any()
     copy = pickle.loads(pickle.dumps(raster))
-    np.testing.assert_array_equal(copy(layout, positions), views)
+    np.testing.assert_array_equal(copy(layout, positions, agents), views)
 
 
 def test_multi_layout_raster_without_goals_and_empty() -> None:
@@ -119,7 +121,7 @@ def test_multi_layout_raster_without_goals_and_empty() -> None:
     views = raster(np.array([0, 1]), positions)
     np.testing.assert_array_equal(views[0], ViewRaster(walls[0])(positions[:1])[0])
     np.testing.assert_array_equal(views[1], ViewRaster(walls[1])(positions[1:])[0])
-    assert raster(np.zeros(0, int), np.zeros((0, 2))).shape == (0, 2, 32, 32)
+    assert raster(np.zeros(0, int), np.zeros((0, 2))).shape == (0, 3, 32, 32)
     with pytest.raises(IndexError):
         raster(np.array([2]), positions[:1])
 
@@ -254,10 +256,19 @@ def test_views_equal_the_episode_raster(maze_dir: Path) -> None:
     starts = np.random.default_rng(0).integers(sampler.n_windows, size=40)
     batch = sampler.windows(starts)
     views = batch["views"]
-    assert views.shape == (40, 6, 2, 16, 16) and views.dtype == torch.uint8
+    assert views.shape == (40, 6, 3, 16, 16) and views.dtype == torch.uint8
+    steps = sampler.window_steps(starts)
     for i, e in enumerate(sampler.window_episodes(starts)):
+        # the view centres trail the agent from the episode's start, as the env's camera does
+        first, length = arrays.state_start[e], arrays.lengths[e] + 1
+        positions = arrays.states[first : first + length, :2].astype(np.float64)
+        centres = [positions[0]]
+        for position in positions[1:]:
+            centres.append(centres[-1] + 0.2 * (position - centres[-1]))
+        window = slice(steps[i], steps[i] + 6)
         raster = ViewRaster(arrays.walls[e], arrays.goals[e], size=16)
-        expected = raster(batch["states"][i, :, :2].numpy())
+        expected = raster(np.array(centres)[window], positions[window])
+        assert np.allclose(batch["states"][i, :, :2].numpy(), positions[window])
         np.testing.assert_array_equal(views[i].numpy(), expected)
     # The last states of demos reach the goal: some views show the marker.
     last = sampler.windows(np.array([sampler.n_windows - 1]))
@@ -352,7 +363,7 @@ def test_val_batches_are_fixed(tmp_path: Path, maze_dir: Path) -> None:
     assert all(torch.equal(x["states"], y["states"]) for x, y in zip(first, again, strict=True))
     maze = module(maze_dir, MAZE, with_views=True, val_data_size=5, view_size=8, n_actions=4)
     (batch,) = list(maze.val_dataloader())
-    assert batch["views"].shape == (5, 5, 2, 8, 8) and batch["states"].shape == (5, 5, 4)
+    assert batch["views"].shape == (5, 5, 3, 8, 8) and batch["states"].shape == (5, 5, 4)
 
 
 def test_missing_dataset_names_the_command(tmp_path: Path) -> None:

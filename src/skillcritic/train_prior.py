@@ -21,6 +21,7 @@ from torch import Tensor
 from skillcritic.collect_data import collect_data, make_env
 from skillcritic.data.minari_io import dataset_path, is_minari_dataset
 from skillcritic.data.windows import WindowDataModule
+from skillcritic.envs.maze.view import N_CHANNELS
 from skillcritic.errors import UserError
 from skillcritic.models.skills import VARIANTS, SkillSpec
 from skillcritic.prior.module import NonFiniteLossError, SkillPriorModule, spec_dict
@@ -52,7 +53,7 @@ def skill_spec(cfg: DictConfig, state_dim: int, action_dim: int) -> SkillSpec:
         state_dim=state_dim,
         action_dim=action_dim,
         image=image,
-        view_channels=2,
+        view_channels=N_CHANNELS,
         view_size=int(cfg.env.kwargs.view_size) if image else SkillSpec.view_size,
         horizon=prior.horizon,
         latent_dim=prior.latent_dim,

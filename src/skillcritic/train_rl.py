@@ -10,7 +10,6 @@ import dataclasses
 import logging
 import sys
 import warnings
-from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -24,7 +23,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from skillcritic.collect_data import make_env
-from skillcritic.data.collect import to_episode_buffer
+from skillcritic.data.collect import Demo, to_episode_buffer
 from skillcritic.data.minari_io import DatasetError, write_dataset
 from skillcritic.errors import UserError
 from skillcritic.prior.module import SkillPriorModule
@@ -304,17 +303,6 @@ def validate_rl(cfg: DictConfig) -> Episodes:
     return result
 
 
-@dataclass
-class _Rollout:
-    """One recorded episode in the demonstration format (see ``data.collect.DemoLike``)."""
-
-    states: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    success: bool
-    options: dict[str, np.ndarray]
-
-
 def _episode_options(env: gymnasium.Env) -> dict[str, np.ndarray]:
     """What rebuilds the episode's maze (as the demonstrations store it); {} elsewhere."""
     task = getattr(env.unwrapped, "task", None)
@@ -337,7 +325,7 @@ def rollout_rl(cfg: DictConfig) -> Path:
     options = _episode_options(env)
     episodes = [
         to_episode_buffer(
-            i, _Rollout(states, actions.astype(np.float32), rewards, bool(success), options)
+            i, Demo(states, actions.astype(np.float32), rewards, bool(success), options)
         )
         for i, (states, actions, rewards, success) in enumerate(
             zip(result.states, result.actions, result.rewards, result.successes, strict=True)

@@ -8,7 +8,6 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import gymnasium
 import numpy as np
@@ -21,8 +20,11 @@ from skillcritic.logs import stderr_console
 log = logging.getLogger(__name__)
 
 
-class DemoLike(Protocol):
-    """What a demonstration must provide to become a Minari episode."""
+@dataclass
+class Demo:
+    """One episode as stored in a dataset: ``states`` (T+1, ds) and ``actions`` (T, da) float32,
+    ``rewards`` (T,), ``success``, and ``options`` (arrays stored with the episode, e.g. what
+    rebuilds a maze, see ``data.minari_io.episode_options``)."""
 
     states: np.ndarray
     actions: np.ndarray
@@ -31,10 +33,12 @@ class DemoLike(Protocol):
     options: dict[str, np.ndarray]
 
 
-class OutcomeLike(Protocol):
-    """What a generator returns per episode index."""
+@dataclass
+class DemoOutcome:
+    """What a generator returns per episode index: the kept demonstration (or None) and what it
+    took (attempts, successful attempts, seconds of simulation)."""
 
-    demo: DemoLike | None
+    demo: Demo | None
     attempts: int
     successes: int
     physics_seconds: float
@@ -67,8 +71,8 @@ class CollectionSummary:
 
 
 def generate_parallel(
-    generate: Callable[[int], OutcomeLike], n_episodes: int, workers: int, label: str
-) -> list[OutcomeLike]:
+    generate: Callable[[int], DemoOutcome], n_episodes: int, workers: int, label: str
+) -> list[DemoOutcome]:
     """``[generate(i) for i in range(n_episodes)]`` over ``workers`` processes, in order, with a
     progress bar. ``generate`` must be picklable and depend only on its index (reproducibility)."""
     columns = (
@@ -77,7 +81,7 @@ def generate_parallel(
         MofNCompleteColumn(),
         TimeRemainingColumn(),
     )
-    outcomes: list[OutcomeLike] = []
+    outcomes: list[DemoOutcome] = []
     with Progress(*columns, console=stderr_console(), transient=False) as progress:
         task = progress.add_task(label, total=n_episodes)
         if workers == 1:
@@ -98,7 +102,7 @@ def generate_parallel(
     return outcomes
 
 
-def to_episode_buffer(index: int, demo: DemoLike) -> EpisodeBuffer:
+def to_episode_buffer(index: int, demo: Demo) -> EpisodeBuffer:
     """A Minari episode: the demo ends ``terminated`` at its goal, ``truncated`` otherwise."""
     n_steps = len(demo.actions)
     terminations = np.zeros(n_steps, dtype=bool)
@@ -116,7 +120,7 @@ def to_episode_buffer(index: int, demo: DemoLike) -> EpisodeBuffer:
 
 
 def collect_dataset(
-    generate: Callable[[int], OutcomeLike],
+    generate: Callable[[int], DemoOutcome],
     n_episodes: int,
     workers: int,
     data_dir: str | Path,
@@ -136,7 +140,7 @@ def collect_dataset(
     start = time.perf_counter()
     outcomes = generate_parallel(generate, n_episodes, workers, f"collecting {dataset_id}")
     seconds = time.perf_counter() - start
-    demos: Sequence[DemoLike] = [o.demo for o in outcomes if o.demo is not None]
+    demos: Sequence[Demo] = [o.demo for o in outcomes if o.demo is not None]
     if not demos:
         raise RuntimeError("no demonstration succeeded; check the demonstration settings")
     path = write_dataset(

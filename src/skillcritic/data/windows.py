@@ -23,7 +23,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from skillcritic.data.minari_io import DatasetError, episode_options, load_dataset
-from skillcritic.envs.maze.view import MultiLayoutRaster
+from skillcritic.envs.maze.view import TRACKING_GAIN, MultiLayoutRaster, tracking_centres
 
 Batch = dict[str, torch.Tensor]
 
@@ -164,7 +164,8 @@ class WindowSampler:
         episodes: ids of the episodes this sampler may use.
         n_actions: actions per window.
         with_views: also return the agent-centric raster view at each state (maze datasets:
-            needs ``arrays.walls``; positions are ``states[..., :2]``).
+            needs ``arrays.walls``; the agent is at ``states[..., :2]``, the view centre trails it
+            as in the env: ``envs.maze.view.tracking_centres``).
         view_size, view_cells: pixels and cells per side of a view.
         view_threads: threads that render views (default: ``min(8, torch.get_num_threads())``).
     """
@@ -212,6 +213,10 @@ class WindowSampler:
             self._raster = MultiLayoutRaster(
                 arrays.walls, arrays.goals, view_size, view_cells, threads=threads
             )
+            # the views trail the agent as the env's do (the tracking filter over each episode)
+            self._centres = tracking_centres(
+                arrays.states[:, :2], arrays.state_start, arrays.lengths + 1, TRACKING_GAIN
+            )
 
     @property
     def n_windows(self) -> int:
@@ -231,7 +236,7 @@ class WindowSampler:
         """The windows with flat start indices ``starts`` (B,).
 
         Returns "states" float32 (B, n+1, ds), "actions" float32 (B, n, da) and, with views,
-        "views" uint8 (B, n+1, 2, size, size).
+        "views" uint8 (B, n+1, 3, size, size).
         """
         starts = np.asarray(starts, dtype=np.int64).reshape(-1)
         state_rows = self._state_start[starts, None] + self._state_steps
@@ -240,7 +245,8 @@ class WindowSampler:
         batch = {"states": torch.from_numpy(states), "actions": torch.from_numpy(actions)}
         if self._raster is not None:
             layouts = np.repeat(self._episode[starts], self.n_actions + 1)
-            views = self._raster(layouts, states[..., :2].reshape(-1, 2))
+            centres = self._centres[state_rows].reshape(-1, 2)
+            views = self._raster(layouts, centres, states[..., :2].reshape(-1, 2))
             batch["views"] = torch.from_numpy(views.reshape(*state_rows.shape, *views.shape[1:]))
         return batch
 

@@ -68,7 +68,7 @@ class SkillSpec:
     state_dim: int
     action_dim: int
     image: bool = False
-    view_channels: int = 2
+    view_channels: int = 3  # the maze views: wall, goal, agent
     view_size: int = 32
     horizon: int = 10
     latent_dim: int = 10

@@ -96,6 +96,14 @@ class AgentSpec:
     ll_critic_hidden: int = 64
     ll_critic_layers: int = 3
     boundary_value: str = "reference"
+    max_reward: float | None = None  # per env step: bounds the TD targets (None: unbounded)
+
+    def value_bound(self, horizon: int) -> float | None:
+        """The largest value of a level whose steps span ``horizon`` env steps (each rewarded
+        at most ``max_reward``): ``horizon·max_reward / (1 − γ)``; None when unbounded."""
+        if self.max_reward is None or self.gamma >= 1.0:
+            return None
+        return horizon * self.max_reward / (1.0 - self.gamma)
 
     def __post_init__(self) -> None:
         if self.name not in AGENTS:
@@ -433,7 +441,7 @@ def build_agent(
     common = dict(
         gamma=spec.gamma, tau=spec.tau, init_alpha=spec.init_alpha, kl_samples=spec.kl_samples
     )
-    flat = dict(common, action_scale=spec.action_scale)
+    flat = dict(common, action_scale=spec.action_scale, max_value=spec.value_bound(1))
 
     def critic(action_dim: int) -> TwinCritic:
         return TwinCritic(ds + action_dim, spec.critic_hidden, spec.critic_layers)
@@ -463,6 +471,7 @@ def build_agent(
         return SkillAgent(spec, 1, da, hl, hl_image=image)
 
     h, nz = prior.spec.horizon, prior.spec.latent_dim
+    common["max_value"] = spec.value_bound(h)  # an HL step spans H env steps
     if name == "no_prior":
         actor = ObsHead(GaussianMLP(ds, nz, spec.policy_hidden, spec.policy_layers), image=False)
         hl = SACLevel(

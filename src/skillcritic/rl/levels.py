@@ -78,6 +78,7 @@ class SACLevel(nn.Module):
         action_scale: actions are ``action_scale·tanh(u)``.
         init_alpha: initial temperature α₀.
         kl_samples: Monte-Carlo samples for D.
+        max_value: upper bound of the TD target (the largest return possible), or None.
 
     The flags ``train_actor``, ``train_critic`` and ``train_alpha`` (attributes, all True by
     default) switch the three steps of :meth:`update` on and off; the soft target update runs only
@@ -98,6 +99,7 @@ class SACLevel(nn.Module):
         action_scale: float = 1.0,
         init_alpha: float = 1.0,
         kl_samples: int = 10,
+        max_value: float | None = None,
     ) -> None:
         super().__init__()
         if regulariser not in REGULARISERS:
@@ -117,6 +119,7 @@ class SACLevel(nn.Module):
         self.gamma, self.tau = gamma, tau
         self.action_scale = action_scale
         self.kl_samples = kl_samples
+        self.max_value = max_value
         self.train_actor = self.train_critic = self.train_alpha = True
 
     def train(self, mode: bool = True) -> SACLevel:
@@ -213,6 +216,8 @@ class SACLevel(nn.Module):
             else:
                 next_value = next_value_override
             y = critic_target(batch["reward"], batch["terminated"], next_value, self.gamma)
+            if self.max_value is not None:  # no return can exceed it: cut overestimation off
+                y = y.clamp(max=self.max_value)
         q_values = self.critic(critic_input(obs, batch["action"]))
         q_loss = critic_loss(q_values, y)
 

@@ -21,7 +21,7 @@ class ReplayBuffer:
     """Ring buffer of ``capacity`` rows; each field is one preallocated contiguous array.
 
     ``fields`` maps a name to ``(shape, dtype)`` of one row, e.g.
-    ``{"state": ((4,), np.float32), "view": ((2, 2, 32, 32), np.uint8), "terminated": ((), bool)}``.
+    ``{"state": ((4,), np.float32), "view": ((2, 3, 32, 32), np.uint8), "terminated": ((), bool)}``.
     """
 
     def __init__(self, fields: Mapping[str, FieldSpec], capacity: int) -> None:

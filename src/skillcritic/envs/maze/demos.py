@@ -15,6 +15,7 @@ from time import perf_counter
 import mujoco
 import numpy as np
 
+from skillcritic.data.collect import Demo, DemoOutcome
 from skillcritic.envs.maze.layout import free_cells, random_t_maze
 from skillcritic.envs.maze.physics import MAX_SPEED, MazePhysics
 from skillcritic.envs.maze.planner import shortest_path
@@ -59,33 +60,6 @@ class DemoConfig:
                 f"need 0 < min_steps < max_steps, got min_steps={self.min_steps}, "
                 f"max_steps={self.max_steps}"
             )
-
-
-@dataclass
-class Demo:
-    """One demonstration, as stored in the dataset.
-
-    ``states`` (T+1, 4) ``[row, col, v_row, v_col]`` float32, ``actions`` (T, 2) float32,
-    ``rewards`` (T,) the sparse goal reward of each step, ``success`` whether the goal was
-    reached, and ``options`` what rebuilds the episode's maze: ``walls`` (uint8 layout),
-    ``start`` and ``goal`` cells.
-    """
-
-    states: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    success: bool
-    options: dict[str, np.ndarray]
-
-
-@dataclass
-class DemoOutcome:
-    """A kept demonstration and what it took: attempts, controller successes, physics time."""
-
-    demo: Demo | None
-    attempts: int
-    successes: int
-    physics_seconds: float
 
 
 def pd_action(

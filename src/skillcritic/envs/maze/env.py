@@ -11,7 +11,13 @@ from gymnasium import spaces
 
 from skillcritic.envs.maze.layout import MazeTask, load_layout, load_task
 from skillcritic.envs.maze.physics import MazePhysics
-from skillcritic.envs.maze.view import N_CHANNELS, CameraViews, ViewRaster
+from skillcritic.envs.maze.view import (
+    N_CHANNELS,
+    TRACKING_GAIN,
+    CameraViews,
+    ViewRaster,
+    tracking_step,
+)
 
 VIEW_RENDERERS = ("raster", "camera")
 
@@ -21,7 +27,8 @@ class MazeEnv(gymnasium.Env):
 
     Observation: a Dict with ``state`` = ``[row, col, v_row, v_col]`` (float32, cell units; the
     centre of cell (r, c) is (r, c)) and ``view`` = the previous and current agent-centric views,
-    uint8 ``(2, 2, view_size, view_size)`` indexed ``[frame, channel (wall, goal), row, col]``.
+    uint8 ``(2, 3, view_size, view_size)`` indexed ``[frame, channel (wall, goal, agent), row,
+    col]``, centred where a tracking camera that trails the agent looks (``envs.maze.view``).
     Reward 1 on every step that ends within ``goal_radius`` of the goal, else 0. The episode never
     terminates unless ``terminate_on_success``; the 2000-step limit truncates it (registration).
     ``info["success"]``: the goal was reached at some step of this episode.
@@ -63,7 +70,9 @@ class MazeEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.goal_position = np.asarray(self.task.goal, dtype=np.float64)
         self.physics = MazePhysics(self.task.walls, self.task.goal, view_cells)
-        self._camera = CameraViews(self.physics, view_size) if view == "camera" else None
+        self._camera = (
+            CameraViews(self.physics, view_size, view_cells) if view == "camera" else None
+        )
         self._raster = ViewRaster(self.task.walls, self.task.goal, view_size, view_cells)
 
         rows, cols = self.task.walls.shape
@@ -77,12 +86,18 @@ class MazeEnv(gymnasium.Env):
         )
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
         self._previous_view: np.ndarray | None = None
+        self._centre: np.ndarray | None = None  # where the views are centred (trails the agent)
         self._reached = False
 
     def _current_view(self) -> np.ndarray:
+        position = self.physics.data.qpos[:2]
+        if self._centre is None:  # at reset the camera has caught up with the agent
+            self._centre = position.copy()
+        else:
+            self._centre = tracking_step(self._centre, position, TRACKING_GAIN)
         if self._camera is not None:
-            return self._camera()
-        return self._raster(self.physics.data.qpos)[0]
+            return self._camera(self._centre)
+        return self._raster(self._centre, position)[0]
 
     def _observation(self, view: np.ndarray) -> dict[str, np.ndarray]:
         stacked = np.stack([self._previous_view, view])
@@ -99,6 +114,7 @@ class MazeEnv(gymnasium.Env):
             start = start + self.np_random.uniform(-self.start_noise, self.start_noise, 2)
         self.physics.reset(start)
         self._reached = False
+        self._centre = None
         view = self._current_view()
         self._previous_view = view  # both frames equal the current one at reset
         return self._observation(view), {"success": False}

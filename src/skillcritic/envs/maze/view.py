@@ -1,10 +1,16 @@
 """Agent-centric views of the maze: an exact raster from the layout, or a MuJoCo camera.
 
-A view is a top-down ``size x size`` image of the ``view_cells x view_cells`` square centred on
-the agent (image rows follow maze rows, image columns follow maze columns) with two channels:
-``WALL`` (fraction of the pixel covered by wall cells, 0..255; outside the grid counts as wall)
-and ``GOAL`` (255 where the pixel centre lies on the goal marker). The raster is vectorised over
-positions, so datasets can re-create the views of a whole batch from stored layouts and states.
+A view is a top-down ``size x size`` image of the ``view_cells x view_cells`` square around a
+centre (image rows follow maze rows, image columns follow maze columns) with three channels:
+``WALL`` (fraction of the pixel covered by wall cells, 0..255; outside the grid counts as wall),
+``GOAL`` (255 where the pixel centre lies on the goal marker) and ``AGENT`` (255 where it lies on
+the agent's disc). The centre trails the agent like MuJoCo's tracking camera, which the reference
+renders its views with: ``c_t = c_{t-1} + g (p_t - c_{t-1})``, ``c_0 = p_0``, gain ``g = 0.2``
+(:func:`tracking_centres`). In steady motion the agent sits ``(1 - g) / g = 4`` steps of motion
+ahead of the centre, so one view shows which way and how fast the agent moves; with the agent
+exactly centred, two frames 0.01 s apart differ by a third of a pixel and a skill prior cannot
+tell the direction of motion. The raster is vectorised over positions, so datasets re-create
+the views of a whole batch from stored layouts, states and centres.
 """
 
 from __future__ import annotations
@@ -17,8 +23,47 @@ import numpy as np
 
 from skillcritic.envs.maze.physics import CAMERA_NAME, GOAL_MARKER_RADIUS, MazePhysics
 
-WALL, GOAL = 0, 1
-N_CHANNELS = 2
+WALL, GOAL, AGENT = 0, 1, 2
+N_CHANNELS = 3
+AGENT_MARKER_RADIUS = 0.25  # cells: the agent's disc in the AGENT channel (2 px at 8 px a cell)
+TRACKING_GAIN = 0.2  # MuJoCo's tracking camera: lookat += 0.2 (com - lookat) per render
+
+
+def pixel_offsets(size: int, view_cells: float) -> np.ndarray:
+    """Offsets (size,) of the pixel centres from the view centre along one axis, in cells."""
+    return (np.arange(size) + 0.5) * (view_cells / size) - view_cells / 2
+
+
+def agent_marker(offsets: np.ndarray, pixels: np.ndarray) -> np.ndarray:
+    """The AGENT channel (N, size, size): 255 where a pixel centre (``pixels``: its offsets from
+    the view centre) lies within ``AGENT_MARKER_RADIUS`` of the agent at ``offsets`` (N, 2)."""
+    d_row = pixels - offsets[:, 0, None]
+    d_col = pixels - offsets[:, 1, None]
+    on_agent = d_row[:, :, None] ** 2 + d_col[:, None, :] ** 2 <= AGENT_MARKER_RADIUS**2
+    return on_agent * np.uint8(255)
+
+
+def tracking_step(centre: np.ndarray, position: np.ndarray, gain: float) -> np.ndarray:
+    """The view centre after the agent moved to ``position`` (one step of the tracking filter)."""
+    return centre + gain * (position - centre)
+
+
+def tracking_centres(
+    positions: np.ndarray, episode_start: np.ndarray, episode_length: np.ndarray, gain: float
+) -> np.ndarray:
+    """View centres (N, 2) of flat per-step ``positions`` (N, 2) of consecutive episodes.
+
+    Episode ``e`` owns rows ``episode_start[e] .. + episode_length[e] - 1``; its first centre is
+    its first position, then :func:`tracking_step` (vectorised over episodes, looped over time).
+    """
+    positions = np.asarray(positions, dtype=np.float64)
+    centres = positions.copy()
+    episode_start = np.asarray(episode_start, dtype=np.int64)
+    episode_length = np.asarray(episode_length, dtype=np.int64)
+    for t in range(1, int(episode_length.max(initial=0))):
+        rows = episode_start[episode_length > t] + t
+        centres[rows] = tracking_step(centres[rows - 1], positions[rows], gain)
+    return centres
 
 
 def _axis_overlap(
@@ -61,14 +106,17 @@ class ViewRaster:
         goals = None if goal is None else np.asarray(goal, dtype=np.float64).reshape(1, 2)
         self._raster = MultiLayoutRaster([walls], goals, size, view_cells)
 
-    def __call__(self, positions: np.ndarray) -> np.ndarray:
-        """Views at ``positions`` (N, 2) (row, col): uint8 (N, 2, size, size)."""
+    def __call__(self, positions: np.ndarray, agents: np.ndarray | None = None) -> np.ndarray:
+        """Views centred at ``positions`` (N, 2) (row, col) with the agent at ``agents`` (N, 2;
+        default: the centres): uint8 (N, 3, size, size)."""
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+        agents = positions if agents is None else np.asarray(agents, np.float64).reshape(-1, 2)
         views = np.zeros(
             (len(positions), N_CHANNELS, self._raster.size, self._raster.size), np.uint8
         )
         # One layout, one block: straight to the renderer (the env calls this every step).
-        self._raster._render(views, np.zeros(len(positions), np.int64), positions, slice(None))
+        index = np.zeros(len(positions), np.int64)
+        self._raster._render(views, index, positions, agents, slice(None))
         return views
 
 
@@ -122,16 +170,21 @@ class MultiLayoutRaster:
             if goals.shape != (self.n_layouts, 2):
                 raise ValueError(f"goals must have shape ({self.n_layouts}, 2), got {goals.shape}")
         self.goals = goals
-        pixel = view_cells / size
-        self._pixel_offsets = (np.arange(size) + 0.5) * pixel - view_cells / 2
+        self._pixel_offsets = pixel_offsets(size, view_cells)
 
-    def __call__(self, layout_index: np.ndarray, positions: np.ndarray) -> np.ndarray:
-        """Views at ``positions`` (N, 2) (row, col) in layouts ``layout_index`` (N,).
+    def __call__(
+        self, layout_index: np.ndarray, positions: np.ndarray, agents: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Views centred at ``positions`` (N, 2) (row, col) in layouts ``layout_index`` (N,),
+        with the agent at ``agents`` (N, 2; default: the centres).
 
-        Returns uint8 (N, 2, size, size). Large batches are rendered in blocks of ``block``
+        Returns uint8 (N, 3, size, size). Large batches are rendered in blocks of ``block``
         positions (cache-sized temporaries), over ``threads`` threads when more than one.
         """
         positions = np.asarray(positions, dtype=np.float64).reshape(-1, 2)
+        agents = positions if agents is None else np.asarray(agents, np.float64).reshape(-1, 2)
+        if agents.shape != positions.shape:
+            raise ValueError(f"{len(agents)} agent positions for {len(positions)} view centres")
         layout_index = np.asarray(layout_index, dtype=np.int64).reshape(-1)
         if len(layout_index) != len(positions):
             raise ValueError(f"{len(layout_index)} layout indices for {len(positions)} positions")
@@ -142,18 +195,24 @@ class MultiLayoutRaster:
         if self.threads > 1 and len(blocks) > 1:
             if self._pool is None:
                 self._pool = ThreadPoolExecutor(self.threads, thread_name_prefix="raster")
-            render = partial(self._render, views, layout_index, positions)
+            render = partial(self._render, views, layout_index, positions, agents)
             list(self._pool.map(render, blocks))  # numpy releases the GIL in these loops
         else:
             for block in blocks:
-                self._render(views, layout_index, positions, block)
+                self._render(views, layout_index, positions, agents, block)
         return views
 
     def _render(
-        self, views: np.ndarray, layout_index: np.ndarray, positions: np.ndarray, block: slice
+        self,
+        views: np.ndarray,
+        layout_index: np.ndarray,
+        positions: np.ndarray,
+        agents: np.ndarray,
+        block: slice,
     ) -> None:
         """Write the views of ``positions[block]`` into ``views[block]`` (zeros on entry)."""
         layout_index, positions, views = layout_index[block], positions[block], views[block]
+        views[:, AGENT] = agent_marker(agents[block] - positions, self._pixel_offsets)
         row_first, row_overlap = _axis_overlap(positions[:, 0], self.size, self.view_cells)
         col_first, col_overlap = _axis_overlap(positions[:, 1], self.size, self.view_cells)
         k = np.arange(self._n_cells)
@@ -198,18 +257,21 @@ def raster_views(
     size: int = 32,
     view_cells: float = 4.0,
 ) -> np.ndarray:
-    """Exact raster views of ``walls`` at ``positions`` (N, 2): uint8 (N, 2, size, size)."""
+    """Exact raster views of ``walls`` centred on the agent at ``positions`` (N, 2): uint8
+    (N, 3, size, size)."""
     return ViewRaster(walls, goal, size, view_cells)(positions)
 
 
 class CameraViews:
-    """Views from the MuJoCo top-down tracking camera (needs an OpenGL backend, e.g. MUJOCO_GL=egl).
+    """Views from the MuJoCo top-down camera (needs an OpenGL backend, e.g. MUJOCO_GL=egl).
 
-    The camera renders walls white, the goal marker red and the floor black with flat ambient
-    light; pixels are classified by colour into the same two channels as ``raster_views``.
+    The camera rides on the agent; each view moves it to the tracking centre (``centre``). It
+    renders walls white, the goal marker red and the floor black with flat ambient light; pixels
+    are classified by colour into the WALL and GOAL channels, and the AGENT channel is the same
+    marker as the raster's.
     """
 
-    def __init__(self, physics: MazePhysics, size: int = 32) -> None:
+    def __init__(self, physics: MazePhysics, size: int = 32, view_cells: float = 4.0) -> None:
         import mujoco
 
         self._mujoco = mujoco
@@ -218,14 +280,23 @@ class CameraViews:
         self._option = mujoco.MjvOption()
         self._option.geomgroup[:] = 1
         self._option.geomgroup[3] = 0  # hide the agent sphere
+        self._camera = mujoco.mj_name2id(physics.model, mujoco.mjtObj.mjOBJ_CAMERA, CAMERA_NAME)
+        self._height = float(physics.model.cam_pos[self._camera, 2])
+        self._pixels = pixel_offsets(size, view_cells)
 
-    def __call__(self) -> np.ndarray:
-        """The view at the agent's current position: uint8 (2, size, size)."""
+    def __call__(self, centre: np.ndarray | None = None) -> np.ndarray:
+        """The view around ``centre`` (row, col; default: the agent): uint8 (3, size, size)."""
+        position = self._physics.data.qpos[:2]
+        offset = np.zeros(2) if centre is None else np.asarray(centre, np.float64) - position
+        # world x = row, y = col; the camera is a child of the (non-rotating) agent body
+        self._physics.model.cam_pos[self._camera] = (offset[0], offset[1], self._height)
+        self._mujoco.mj_kinematics(self._physics.model, self._physics.data)  # camera at qpos
         self._renderer.update_scene(self._physics.data, CAMERA_NAME, self._option)
         rgb = self._renderer.render()
         views = np.zeros((N_CHANNELS, *rgb.shape[:2]), dtype=np.uint8)
         views[WALL] = (rgb.min(axis=-1) > 127) * np.uint8(255)
         views[GOAL] = ((rgb[..., 0] > 127) & (rgb[..., 1] < 128)) * np.uint8(255)
+        views[AGENT] = agent_marker(-offset[None], self._pixels)[0]
         return views
 
     def close(self) -> None:

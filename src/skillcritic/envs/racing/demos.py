@@ -22,6 +22,7 @@ from time import perf_counter
 
 import numpy as np
 
+from skillcritic.data.collect import Demo, DemoOutcome
 from skillcritic.envs.racing.car import CarParams
 from skillcritic.envs.racing.driver import AIDriver
 from skillcritic.envs.racing.sim import RacingSim
@@ -74,34 +75,6 @@ class DemoConfig:
             raise ValueError(f"grip must lie in (0, 1], got {self.grip}")
         if self.speed[0] < 0 or not 0 <= self.lateral <= 1 or not 0 <= self.heading <= 0.5:
             raise ValueError("need speed >= 0, 0 <= lateral <= 1 and 0 <= heading <= 0.5")
-
-
-@dataclass
-class Demo:
-    """One demonstration, as stored in the dataset.
-
-    ``states`` (T+1, 36) float32 (the GTS features), ``actions`` (T, 2) float32 ``[steer,
-    pedal]``, ``rewards`` (T,) the ``lap`` task's progress reward, ``success`` False (the
-    episode ends by its time limit: truncated), and ``options``: ``track`` (``[seed, id]`` of a
-    procedural track, ``[-1, -1]`` for the target track), ``start`` (course position m, speed
-    m/s, lateral offset m, heading error rad) and ``grip`` (the AI's aggressiveness).
-    """
-
-    states: np.ndarray
-    actions: np.ndarray
-    rewards: np.ndarray
-    success: bool
-    options: dict[str, np.ndarray]
-
-
-@dataclass
-class DemoOutcome:
-    """A kept demonstration (or None) and what it took: attempts, clean attempts, sim time."""
-
-    demo: Demo | None
-    attempts: int
-    successes: int
-    physics_seconds: float
 
 
 @lru_cache(maxsize=16)
