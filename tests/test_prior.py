@@ -16,8 +16,10 @@ from conftest import BIN
 from skillcritic.data.collect import collect_dataset
 from skillcritic.data.windows import WindowDataModule
 from skillcritic.envs.maze.demos import DemoConfig, MazeDemoGenerator
+from skillcritic.errors import UserError
 from skillcritic.models.skills import VARIANTS, SkillSpec
 from skillcritic.prior.module import NonFiniteLossError, SkillPriorModule, spec_dict
+from skillcritic.train_prior import load_prior
 
 DATASET = "skillcritic/prior-test-v0"
 
@@ -198,7 +200,6 @@ def test_dataset_of_another_env_is_refused(tmp_path: Path) -> None:
 
 
 def test_state_normalisation_is_applied_and_saved(tmp_path: Path) -> None:
-    from skillcritic.train_prior import load_prior
 
     spec = SkillSpec(
         variant="closed_loop", state_dim=4, action_dim=2, horizon=3, hidden=16, prior_layers=1
@@ -240,7 +241,6 @@ def test_prior_policy_resamples_skills_every_h_steps(variant: str) -> None:
 
 
 def test_latest_prior_checkpoint_is_the_newest_of_any_prefix_and_seed(tmp_path: Path) -> None:
-    from skillcritic.errors import UserError
     from skillcritic.train_prior import latest_prior_checkpoint
 
     with pytest.raises(UserError, match="skillcritic-prior env=maze prior=cond_decoder"):
@@ -256,3 +256,11 @@ def test_latest_prior_checkpoint_is_the_newest_of_any_prefix_and_seed(tmp_path: 
     assert latest_prior_checkpoint(tmp_path, "maze", "cond_decoder") == paths[1]
     with pytest.raises(UserError, match="no trained open_loop prior"):
         latest_prior_checkpoint(tmp_path, "maze", "open_loop")
+
+
+def test_priors_of_the_old_two_channel_views_are_refused(tmp_path: Path) -> None:
+    spec = SkillSpec(variant="closed_loop", state_dim=4, action_dim=2, image=True, view_channels=2)
+    path = tmp_path / "old.ckpt"
+    torch.save({"hyper_parameters": {"spec": spec_dict(spec)}, "state_dict": {}}, path)
+    with pytest.raises(UserError, match=r"views of 2 channels.*train the prior again"):
+        load_prior(path)

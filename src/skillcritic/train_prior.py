@@ -122,6 +122,12 @@ def load_prior(path: Path, variant: str | None = None) -> SkillPriorModule:
         raise UserError(
             f"{path} holds a {spec['variant']} prior, not {variant}; pass prior={spec['variant']}"
         )
+    if spec.get("image") and spec.get("view_channels") != N_CHANNELS:
+        raise UserError(
+            f"{path} was trained on views of {spec.get('view_channels')} channels; the maze views "
+            f"now have {N_CHANNELS} (walls, goal, agent; centred behind the agent): train the "
+            "prior again (skillcritic-prior ... with another prefix= or paths.outputs=)"
+        )
     module = SkillPriorModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     return module.eval()
