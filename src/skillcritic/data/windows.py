@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import gymnasium
@@ -62,6 +63,14 @@ class EpisodeArrays:
     lengths: np.ndarray
     walls: list[np.ndarray] | None = None
     goals: np.ndarray | None = None
+
+    @cached_property
+    def view_centres(self) -> np.ndarray:
+        """float64 (sum(T_e + 1), 2): where the view of each state is centred. The views trail
+        the agent as the env's do: the tracking filter run over each episode
+        (``envs.maze.view.tracking_centres``); computed once, shared by all samplers."""
+        positions = self.states[:, :2]
+        return tracking_centres(positions, self.state_start, self.lengths + 1, TRACKING_GAIN)
 
     @property
     def n_episodes(self) -> int:
@@ -213,10 +222,6 @@ class WindowSampler:
             self._raster = MultiLayoutRaster(
                 arrays.walls, arrays.goals, view_size, view_cells, threads=threads
             )
-            # the views trail the agent as the env's do (the tracking filter over each episode)
-            self._centres = tracking_centres(
-                arrays.states[:, :2], arrays.state_start, arrays.lengths + 1, TRACKING_GAIN
-            )
 
     @property
     def n_windows(self) -> int:
@@ -245,7 +250,7 @@ class WindowSampler:
         batch = {"states": torch.from_numpy(states), "actions": torch.from_numpy(actions)}
         if self._raster is not None:
             layouts = np.repeat(self._episode[starts], self.n_actions + 1)
-            centres = self._centres[state_rows].reshape(-1, 2)
+            centres = self.arrays.view_centres[state_rows].reshape(-1, 2)
             views = self._raster(layouts, centres, states[..., :2].reshape(-1, 2))
             batch["views"] = torch.from_numpy(views.reshape(*state_rows.shape, *views.shape[1:]))
         return batch
