@@ -49,31 +49,30 @@ def make_env(cfg: DictConfig, **overrides: object) -> gymnasium.Env:
     return env
 
 
+def _demo_config(config_class: Callable[..., Any], cfg: DictConfig) -> Any:
+    """``config_class`` built from ``env.demos`` (less ``episodes``); bad values: one line."""
+    options = OmegaConf.to_container(cfg.env.demos)
+    options.pop("episodes")
+    try:
+        return config_class(**options)
+    except (TypeError, ValueError) as error:
+        raise UserError(f"invalid env.demos settings: {error}") from error
+
+
 def _demo_generator(cfg: DictConfig) -> tuple[Callable[[int], Any], gymnasium.spaces.Space]:
     """The env's demonstration generator and the observation space of its dataset."""
     if cfg.env.family == "maze":
         from skillcritic.envs.maze.demos import DemoConfig, MazeDemoGenerator
 
-        options = OmegaConf.to_container(cfg.env.demos)
-        options.pop("episodes")
-        try:
-            config = DemoConfig(**options)
-        except (TypeError, ValueError) as error:
-            raise UserError(f"invalid env.demos settings: {error}") from error
         state_space = gymnasium.spaces.Box(-np.inf, np.inf, (4,), np.float32)
-        return MazeDemoGenerator(cfg.seed, config), state_space
+        return MazeDemoGenerator(cfg.seed, _demo_config(DemoConfig, cfg)), state_space
     if cfg.env.family == "racing":
         from skillcritic.envs.racing.demos import DemoConfig as RacingDemoConfig
         from skillcritic.envs.racing.demos import RacingDemoGenerator
         from skillcritic.envs.racing.sim import N_FEATURES
 
-        options = OmegaConf.to_container(cfg.env.demos)
-        options.pop("episodes")
-        try:
-            config = RacingDemoConfig(**options)
-        except (TypeError, ValueError) as error:
-            raise UserError(f"invalid env.demos settings: {error}") from error
         state_space = gymnasium.spaces.Box(-np.inf, np.inf, (N_FEATURES,), np.float32)
+        config = _demo_config(RacingDemoConfig, cfg)
         return RacingDemoGenerator(cfg.seed, config), state_space
     raise UserError(f"env {cfg.env.name} has no demonstration generator")
 
