@@ -20,8 +20,7 @@ import numpy as np
 
 from skillcritic.envs.racing.car import CarParams, CarState, integrate
 from skillcritic.envs.racing.demos import DemoConfig, RacingDemoGenerator
-from skillcritic.envs.racing.driver import AIDriver
-from skillcritic.envs.racing.env import RacingEnv
+from skillcritic.envs.racing.driver import ai_corner_run
 from skillcritic.envs.racing.sim import RacingSim
 from skillcritic.envs.racing.track import target_track
 
@@ -63,17 +62,6 @@ def straight_line() -> tuple[float, float, float]:
     return zero_to_100, distance, top
 
 
-def ai_corner_time(grip: float) -> tuple[float, float]:
-    """The AI's segment time (s) on the ``corner`` task and its wall contact time (s)."""
-    env = RacingEnv(task="corner")
-    env.reset(seed=0)
-    driver = AIDriver(env.sim, grip)
-    while True:
-        _, _, terminated, truncated, info = env.step(driver.act()[0])
-        if terminated or truncated:
-            return info.get("segment_time", float("nan")), info["wall_hit_time"]
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, nargs="+", default=[1, 8, 32, 128, 512])
@@ -102,7 +90,8 @@ def main() -> int:
         f"{segment.end:.0f} m (start at 144 km/h, limit 60 s)"
     )
     for grip in (0.7, 0.8, 0.9, 0.95, 1.0):
-        seconds, wall = ai_corner_time(grip)
+        _, info = ai_corner_run(grip)
+        seconds, wall = info.get("segment_time", float("nan")), info["wall_hit_time"]
         print(f"AI corner time at grip {grip:.2f}: {seconds:.1f} s (wall contact {wall:.1f} s)")
 
     generator = RacingDemoGenerator(0, DemoConfig())

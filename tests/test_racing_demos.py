@@ -21,8 +21,7 @@ from skillcritic.envs.racing.demos import (
     demo_track,
     simulate_batch,
 )
-from skillcritic.envs.racing.driver import AIDriver, speed_profile
-from skillcritic.envs.racing.env import RacingEnv
+from skillcritic.envs.racing.driver import AIDriver, ai_corner_run, speed_profile
 from skillcritic.envs.racing.sim import RacingSim
 from skillcritic.envs.racing.track import CORNER_SEGMENT, random_track, target_track
 
@@ -59,13 +58,7 @@ def test_speed_profile_respects_grip_and_braking() -> None:
 def test_ai_corner_time_on_the_target_task() -> None:
     times = {}
     for grip in (0.8, 0.95):
-        env = RacingEnv(task="corner")
-        env.reset(seed=0)
-        driver = AIDriver(env.sim, grip)
-        while True:
-            _, _, terminated, truncated, info = env.step(driver.act()[0])
-            if terminated or truncated:
-                break
+        terminated, info = ai_corner_run(grip)
         assert terminated and info["wall_hit_time"] == 0.0
         times[grip] = info["segment_time"]
     assert 20.0 < times[0.95] < times[0.8] < 35.0

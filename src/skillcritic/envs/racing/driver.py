@@ -22,10 +22,12 @@ Speed controller: pedal = feed-forward against drag and rolling resistance plus
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
 from skillcritic.envs.racing.car import GRAVITY, CarParams
+from skillcritic.envs.racing.env import RacingEnv
 from skillcritic.envs.racing.sim import RacingSim
 from skillcritic.envs.racing.track import Track
 
@@ -143,3 +145,16 @@ class AIDriver:
         )
         pedal = resistance / drive + s.speed_gain * (v_ref - v)
         return np.clip(np.stack([steer, pedal], axis=1), -1.0, 1.0)
+
+
+def ai_corner_run(grip: float) -> tuple[bool, dict[str, Any]]:
+    """The built-in AI with aggressiveness ``grip`` on the target ``corner`` task (reset seed 0):
+    whether it reached the segment end, and the last step's info (``segment_time`` s,
+    ``wall_hit_time`` s). Its segment time is the bar the agents must beat."""
+    env = RacingEnv(task="corner")
+    env.reset(seed=0)
+    driver = AIDriver(env.sim, grip)
+    while True:
+        _, _, terminated, truncated, info = env.step(driver.act()[0])
+        if terminated or truncated:
+            return terminated, info
