@@ -151,15 +151,15 @@ class Experience:
         instead of twice per update for a whole batch."""
         if level.reference is None:
             return rows
-        width = 2 * level.action_dim
         keys = [*self.obs_keys, *extra]
         out = dict(rows)
         for prefix in ("", "next_"):
-            if len(rows["reward"]) == 0:
-                out[f"{prefix}{REFERENCE_KEY}"] = np.zeros((0, width), np.float32)
-                continue
-            obs = to_tensors({key: rows[f"{prefix}{key}"] for key in keys}, self.device)
-            out[f"{prefix}{REFERENCE_KEY}"] = level.reference_params(obs).cpu().numpy()
+            if len(rows["reward"]):
+                obs = to_tensors({key: rows[f"{prefix}{key}"] for key in keys}, self.device)
+                params = level.reference_params(obs).cpu().numpy()
+            else:  # no rows this call: the field still needs its width
+                params = np.zeros((0, 2 * level.action_dim), np.float32)
+            out[f"{prefix}{REFERENCE_KEY}"] = params
         return out
 
     def _store(self, out: CollectorOutput) -> None:
