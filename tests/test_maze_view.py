@@ -195,6 +195,16 @@ def test_camera_agrees_with_raster() -> None:
         assert (ras[-10:, GOAL] > 127).any()  # the goal check is not vacuous
         assert wall_iou >= 0.9, wall_iou
         assert goal_iou >= 0.8, goal_iou
+        # views centred behind the agent (the tracking centre): the camera moves there too
+        centres = positions + rng.uniform(-0.5, 0.5, positions.shape)
+        cam = []
+        for p, c in zip(positions, centres, strict=True):
+            physics.reset(p)
+            cam.append(camera(c))
+        cam = np.stack(cam)
+        ras = ViewRaster(task.walls, task.goal)(centres, positions)
+        assert _pooled_iou(cam[:, WALL] > 127, ras[:, WALL] > 127) >= 0.9
+        np.testing.assert_array_equal(cam[:, AGENT], ras[:, AGENT])
     finally:
         camera.close()
 

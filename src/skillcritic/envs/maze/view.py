@@ -290,7 +290,9 @@ class CameraViews:
         offset = np.zeros(2) if centre is None else np.asarray(centre, np.float64) - position
         # world x = row, y = col; the camera is a child of the (non-rotating) agent body
         self._physics.model.cam_pos[self._camera] = (offset[0], offset[1], self._height)
-        self._mujoco.mj_kinematics(self._physics.model, self._physics.data)  # camera at qpos
+        # the camera's world pose from qpos and the new offset (mj_camlight needs the kinematics)
+        self._mujoco.mj_kinematics(self._physics.model, self._physics.data)
+        self._mujoco.mj_camlight(self._physics.model, self._physics.data)
         self._renderer.update_scene(self._physics.data, CAMERA_NAME, self._option)
         rgb = self._renderer.render()
         views = np.zeros((N_CHANNELS, *rgb.shape[:2]), dtype=np.uint8)
