@@ -231,7 +231,8 @@ def test_divergence_zero_at_prior_initialisation() -> None:
     torch.testing.assert_close(d, torch.zeros(6), atol=1e-5, rtol=0)
 
 
-def test_decoder_head_starts_equal_to_its_frozen_reference() -> None:
+@pytest.mark.parametrize("normalise", [False, True])
+def test_decoder_head_starts_equal_to_its_frozen_reference(normalise: bool) -> None:
     from skillcritic.models.distributions import kl_analytic
     from skillcritic.models.skills import SkillSpec
     from skillcritic.prior.module import SkillPriorModule, spec_dict
@@ -241,13 +242,15 @@ def test_decoder_head_starts_equal_to_its_frozen_reference() -> None:
     spec = SkillSpec(
         variant="cond_decoder", state_dim=4, action_dim=2, horizon=5, hidden=16, prior_layers=1
     )
-    module = SkillPriorModule(spec_dict(spec)).eval()
+    stats = {"state_mean": [1.0, -1.0, 0.5, 0.0], "state_std": [2.0, 1.0, 0.5, 3.0]}
+    module = SkillPriorModule(spec_dict(spec), **(stats if normalise else {})).eval()
     policy, reference = decoder_policy_head(module), frozen_decoder(module)
-    obs, z = torch.randn(6, 4), torch.randn(6, spec.latent_dim)
+    obs, z = 3.0 * torch.randn(6, 4) + 2.0, torch.randn(6, spec.latent_dim)
     k = torch.tensor([0, 1, 2, 3, 4, 0])
     pi, prior = policy(obs, z, k), reference(obs, z, k)
-    # the mean is the decoder's mean at the same time index; log sigma exactly -3 for both
-    features = module.model.step_features(obs)
+    # the mean is the decoder's mean at the same time index on the states the prior was trained
+    # on (normalised with its statistics, as the prior check acts); log sigma exactly -3 for both
+    features = module.model.step_features(module.normalise_states(obs))
     expected = torch.stack(
         [
             module.model.decode_step(z[i : i + 1], features[i : i + 1], int(k[i]))[0]

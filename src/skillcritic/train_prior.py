@@ -260,6 +260,7 @@ def train_prior(cfg: DictConfig) -> Path:
         save_top_k=1,
         save_last=True,
         auto_insert_metric_name=False,
+        enable_version_counter=False,  # last.ckpt is always the latest, also in a copied folder
     )
     try:
         trainer = L.Trainer(

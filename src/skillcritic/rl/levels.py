@@ -325,7 +325,8 @@ class DecoderHead(EvalBatchNorm):
     """π_L(a | o, z, k) from a trained ``cond_decoder`` prior (Skill-Critic's low level).
 
     The mean is the copied decoder's mean head on ``[e(o), z, onehot(k)]`` (e = the copied
-    observation features, e.g. the view-pair conv). The log σ is either a linear head on the same
+    observation features, e.g. the view-pair conv; states normalised with the prior's statistics
+    where it was trained with them). The log σ is either a linear head on the same
     input initialised to output exactly ``log_sigma`` (zero weights, bias ``log_sigma``; the
     trainable policy) or the constant ``log_sigma`` (the frozen action prior with σ_â). At
     initialisation the policy therefore equals its reference and D_L = 0. The decoder's own,
@@ -342,6 +343,9 @@ class DecoderHead(EvalBatchNorm):
             )
         super().__init__(nn.ModuleDict({"features": model.features, "decoder": model.decoder}))
         self.register_buffer("time_onehot", model.time_onehot.clone())
+        normalise = not prior_module.spec.image and prior_module.state_mean is not None
+        self.register_buffer("state_mean", prior_module.state_mean.clone() if normalise else None)
+        self.register_buffer("state_std", prior_module.state_std.clone() if normalise else None)
         self.action_dim = prior_module.spec.action_dim
         self.log_sigma = log_sigma
         self.log_sigma_head: nn.Linear | None = None
@@ -354,6 +358,8 @@ class DecoderHead(EvalBatchNorm):
     def forward(self, obs: Tensor, z: Tensor, k: Tensor) -> DiagGaussian:
         """The Gaussian over pre-tanh actions for observations ``(N, *obs_shape)``, skills
         ``(N, nz)`` and time indices ``k`` ``(N,)`` (int)."""
+        if self.state_mean is not None and self.state_std is not None:
+            obs = (obs - self.state_mean) / self.state_std
         inputs = torch.cat([self.net["features"](obs), z, self.time_onehot[k]], dim=-1)
         mu = self.net["decoder"](inputs)[..., : self.action_dim]
         if self.log_sigma_head is None:
