@@ -3,12 +3,16 @@ short SAC / SPiRL-cl / Skill-Critic runs with real updates on the corner task.""
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
 from skillcritic.collect_data import collect_data
+from skillcritic.data.minari_io import load_dataset
+from skillcritic.data.windows import EpisodeArrays
+from skillcritic.rl.agents import AGENT_PRIORS
 from skillcritic.train_prior import train_prior
-from skillcritic.train_rl import run_rl
+from skillcritic.train_rl import load_module, run_rl
 from test_rl import SHORT, TINY_PRIOR, config
 
 DATA = ["env=racing", "data=small", "data.episodes=8", "data.workers=1"]
@@ -36,9 +40,28 @@ def test_racing_prior_stores_the_normalisation(root: Path) -> None:
 @pytest.mark.parametrize("agent", ["sac", "spirl_cl", "skill_critic"])
 def test_racing_agents_train_with_real_updates(root: Path, agent: str) -> None:
     paths = [f"paths.data_dir={root / 'data'}", f"paths.outputs={root / 'outputs'}"]
-    cfg = config("train_rl", ["env=racing", f"agent={agent}", *RL_SHORT, *paths])
+    cfg = config("train_rl", ["env=racing", "data=small", f"agent={agent}", *RL_SHORT, *paths])
     last = run_rl(cfg)
     state = torch.load(last, map_location="cpu", weights_only=True)["skillcritic"]
     assert state["experience"]["collector"]["env_steps"] == 300
     horizon = 1 if agent == "sac" else 10
     assert abs(state["updates"] - 200 // horizon) <= 2
+    # critics (and SAC's policy) see states normalised like the prior's: with the prior's
+    # statistics, or, without a prior, with those of the demonstrations
+    spec = torch.load(last, map_location="cpu", weights_only=True)["hyper_parameters"]["agent"]
+    if agent == "sac":
+        dataset = load_dataset(root / "data", "skillcritic/racing-demos-small-v0", "")
+        states = EpisodeArrays.from_minari(dataset).states.astype(np.float64)
+        expected = states.mean(axis=0), np.maximum(states.std(axis=0), 1e-6)
+    else:
+        prior = root / f"outputs/prior/racing/{AGENT_PRIORS[agent]}/default/seed0/checkpoints"
+        prior_state = torch.load(prior / "last.ckpt", map_location="cpu", weights_only=True)
+        expected = prior_state["state_dict"]["state_mean"], prior_state["state_dict"]["state_std"]
+    np.testing.assert_allclose(spec["state_mean"], expected[0], rtol=1e-5)
+    np.testing.assert_allclose(spec["state_std"], expected[1], rtol=1e-5)
+    module = load_module(last, agent)
+    obs = {"state": torch.tensor(np.asarray(spec["state_mean"]), dtype=torch.float32)[None]}
+    action = torch.zeros(1, 2 if agent == "sac" else 10)
+    torch.testing.assert_close(
+        module.agent.hl_critic_input(obs, action), torch.zeros(1, 36 + action.shape[1])
+    )

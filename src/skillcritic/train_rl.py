@@ -24,7 +24,8 @@ from torch.utils.data import DataLoader
 
 from skillcritic.collect_data import make_env
 from skillcritic.data.collect import Demo, to_episode_buffer
-from skillcritic.data.minari_io import DatasetError, write_dataset
+from skillcritic.data.minari_io import DatasetError, load_dataset, write_dataset
+from skillcritic.data.windows import EpisodeArrays
 from skillcritic.errors import UserError
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.agents import AGENT_PRIORS, AgentSpec
@@ -67,14 +68,45 @@ def _env_dims(cfg: DictConfig) -> tuple[int, int, float]:
     return int(state.shape[0]), int(action.shape[0]), high
 
 
-def agent_spec(cfg: DictConfig, state_dim: int, action_dim: int, action_scale: float) -> AgentSpec:
-    """The agent's hyperparameters from ``cfg.agent``; dims and action bound from the env."""
+def state_statistics(
+    cfg: DictConfig, prior: SkillPriorModule | None
+) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+    """Per-dimension state mean and std for the critics and from-scratch policies of an env that
+    asks for normalised states (``env.normalize_states``): the prior's, or, for agents without
+    a state-normalised prior, those of the env's demonstrations (None otherwise)."""
+    if not cfg.env.get("normalize_states", False):
+        return None
+    if prior is not None and prior.state_mean is not None:
+        mean, std = prior.state_mean, prior.state_std
+    else:
+        hint = f"skillcritic-data env={cfg.env.name} data={cfg.data.preset}"
+        dataset = load_dataset(cfg.paths.data_dir, cfg.data.dataset_id, hint)  # missing: one line
+        states = EpisodeArrays.from_minari(dataset).states.astype(np.float64)
+        mean, std = states.mean(axis=0), np.maximum(states.std(axis=0), 1e-6)
+    return tuple(float(v) for v in mean), tuple(float(v) for v in std)
+
+
+def agent_spec(
+    cfg: DictConfig,
+    state_dim: int,
+    action_dim: int,
+    action_scale: float,
+    state_stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None,
+) -> AgentSpec:
+    """The agent's hyperparameters from ``cfg.agent``; dims, action bound and state statistics
+    from the env."""
     names = {f.name for f in dataclasses.fields(AgentSpec)}
-    names -= {"state_dim", "action_dim", "action_scale"}
+    names -= {"state_dim", "action_dim", "action_scale", "state_mean", "state_std"}
     values = {name: cfg.agent[name] for name in names if name in cfg.agent}
+    mean, std = state_stats if state_stats is not None else (None, None)
     try:
         return AgentSpec(
-            state_dim=state_dim, action_dim=action_dim, action_scale=action_scale, **values
+            state_dim=state_dim,
+            action_dim=action_dim,
+            action_scale=action_scale,
+            state_mean=mean,
+            state_std=std,
+            **values,
         )
     except (TypeError, ValueError) as error:
         raise UserError(f"agent settings: {error}") from error
@@ -126,7 +158,7 @@ def resolve_prior(cfg: DictConfig) -> tuple[SkillPriorModule | None, Path | None
 def build_module(cfg: DictConfig) -> tuple[RLModule, Path | None]:
     """A fresh RL module for the configured agent over its trained prior."""
     prior, prior_path = resolve_prior(cfg)
-    spec = agent_spec(cfg, *_env_dims(cfg))
+    spec = agent_spec(cfg, *_env_dims(cfg), state_statistics(cfg, prior))
     horizon = prior.spec.horizon if prior is not None and prior.spec.variant != "flat" else 1
     if cfg.agent.horizon is not None and int(cfg.agent.horizon) != horizon:
         raise UserError(

@@ -97,6 +97,10 @@ class AgentSpec:
     ll_critic_layers: int = 3
     boundary_value: str = "reference"
     max_reward: float | None = None  # per env step: bounds the TD targets (None: unbounded)
+    # Per-dimension state statistics that critics and from-scratch policies normalise with
+    # (envs with env.normalize_states; None: raw states). Prior copies use the prior's own.
+    state_mean: tuple[float, ...] | None = None
+    state_std: tuple[float, ...] | None = None
 
     def value_bound(self, horizon: int) -> float | None:
         """The largest value of a level whose steps span ``horizon`` env steps (each rewarded
@@ -123,6 +127,13 @@ class AgentSpec:
             )
         if self.kl_samples < 1:
             raise ValueError(f"agent.kl_samples must be >= 1, got {self.kl_samples}")
+        stats = (self.state_mean, self.state_std)
+        if (stats[0] is None) != (stats[1] is None):
+            raise ValueError("agent.state_mean and agent.state_std go together")
+        if stats[0] is not None and not len(stats[0]) == len(stats[1]) == self.state_dim:
+            raise ValueError(f"state statistics need {self.state_dim} values each")
+        if stats[1] is not None and min(stats[1]) <= 0:
+            raise ValueError("agent.state_std must be positive")
         if self.boundary_value not in BOUNDARY_VALUES:
             raise ValueError(
                 f"agent.boundary_value must be one of {BOUNDARY_VALUES}, got "
@@ -148,16 +159,36 @@ def with_view_pairs(obs: Obs) -> dict[str, Tensor]:
     return {**obs, "pairs": view_pairs(obs)} if "view" in obs else dict(obs)
 
 
-class ObsHead(nn.Module):
-    """Feeds a policy-like head from an observation dict: the view pair or the state."""
+class StateNormaliser(nn.Module):
+    """``(state − mean) / std`` with fixed statistics; the identity without them."""
 
-    def __init__(self, head: nn.Module, image: bool) -> None:
+    def __init__(self, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
+        super().__init__()
+        # Not persistent: the statistics live in the AgentSpec (the checkpoint's hparams).
+        as_tensor = lambda values: None if values is None else torch.tensor(values)  # noqa: E731
+        self.register_buffer("mean", as_tensor(mean), persistent=False)
+        self.register_buffer("std", as_tensor(std), persistent=False)
+
+    def forward(self, state: Tensor) -> Tensor:
+        if self.mean is None or self.std is None:
+            return state
+        return (state - self.mean) / self.std
+
+
+class ObsHead(nn.Module):
+    """Feeds a policy-like head from an observation dict: the view pair or the (optionally
+    normalised) state."""
+
+    def __init__(
+        self, head: nn.Module, image: bool, normalise: StateNormaliser | None = None
+    ) -> None:
         super().__init__()
         self.head = head
         self.image = image
+        self.normalise = normalise or StateNormaliser(None, None)
 
     def forward(self, obs: Obs) -> DiagGaussian:
-        return self.head(view_pairs(obs) if self.image else obs["state"])
+        return self.head(view_pairs(obs) if self.image else self.normalise(obs["state"]))
 
 
 class GaussianMLP(nn.Module):
@@ -280,6 +311,7 @@ class SkillAgent(nn.Module):
         self.hl_image = hl_image
         self.ll_image = ll_image
         self.random_warmup = random_warmup
+        self.normalise = StateNormaliser(spec.state_mean, spec.state_std)
         self.stage = "hybrid"
         self.ll_deterministic = False
 
@@ -332,11 +364,11 @@ class SkillAgent(nn.Module):
         return out
 
     def hl_critic_input(self, obs: Obs, action: Tensor) -> Tensor:
-        return torch.cat([obs["state"], action], dim=-1)
+        return torch.cat([self.normalise(obs["state"]), action], dim=-1)
 
     def ll_critic_input(self, obs: Obs, action: Tensor) -> Tensor:
         onehot = nn.functional.one_hot(obs["k"], self.horizon).to(action.dtype)
-        return torch.cat([obs["state"], obs["z"], onehot, action], dim=-1)
+        return torch.cat([self.normalise(obs["state"]), obs["z"], onehot, action], dim=-1)
 
     def update(
         self,
@@ -446,8 +478,14 @@ def build_agent(
     def critic(action_dim: int) -> TwinCritic:
         return TwinCritic(ds + action_dim, spec.critic_hidden, spec.critic_layers)
 
+    def scratch_policy(out_dim: int) -> ObsHead:  # a state policy learned from scratch
+        head = GaussianMLP(ds, out_dim, spec.policy_hidden, spec.policy_layers)
+        return ObsHead(
+            head, image=False, normalise=StateNormaliser(spec.state_mean, spec.state_std)
+        )
+
     if name == "sac":
-        actor = ObsHead(GaussianMLP(ds, da, spec.policy_hidden, spec.policy_layers), image=False)
+        actor = scratch_policy(da)
         hl = SACLevel(actor, critic(da), da, target=spec.target_entropy, **flat)
         return SkillAgent(spec, 1, da, hl, random_warmup=True)
 
@@ -473,7 +511,7 @@ def build_agent(
     h, nz = prior.spec.horizon, prior.spec.latent_dim
     common["max_value"] = spec.value_bound(h)  # an HL step spans H env steps
     if name == "no_prior":
-        actor = ObsHead(GaussianMLP(ds, nz, spec.policy_hidden, spec.policy_layers), image=False)
+        actor = scratch_policy(nz)
         hl = SACLevel(
             actor,
             critic(nz),
