@@ -1,11 +1,20 @@
 """How far a skill prior explores on its own: the prior as the policy on a maze task.
 
-    .venv/bin/python benchmarks/prior_coverage.py CHECKPOINT [--episodes 12] [--task spirl]
+    .venv/bin/python benchmarks/prior_coverage.py CHECKPOINT [--episodes 24] [--task spirl]
+        [--skill-scale 2]
+    .venv/bin/python benchmarks/prior_coverage.py --planner [--goal-cells 10] [--episodes 100]
 
-Runs ``--episodes`` episodes (2000 steps) of the prior (sampled skills, as ``mode=check``) and
-prints per episode the distinct cells visited (positions rounded to cells), the farthest cell
-from the start in maze steps (BFS over free cells) and the closest approach to the goal, with
-their means and the success rate (docs/results.md records the numbers).
+Runs ``--episodes`` episodes (2000 steps) of the prior (sampled skills, as ``mode=check``; with
+``--skill-scale S`` the skills are ``S·tanh(u)``, ``u ~ p(z | s)``, as the RL agents' HL policy
+acts at initialisation) and prints per episode the distinct cells visited (positions rounded to
+cells), the farthest cell from the start in maze steps (BFS over free cells) and the closest
+approach to the goal, with their means and the success rate (docs/results.md records the
+numbers).
+
+``--planner`` runs the ideal demonstration-like explorer instead: the demonstrations' planner and
+PD controller driving from goal to goal, each goal a random free cell (within ``--goal-cells``
+maze steps, if given) that the explorer does not know is not the task's. It bounds what a prior
+that imitates the demonstrations perfectly, but cannot see the demonstrator's goal, can find.
 """
 
 from __future__ import annotations
@@ -19,11 +28,16 @@ import numpy as np
 import torch
 
 import skillcritic  # noqa: F401  (registers the maze)
+from skillcritic.envs.maze.demos import DemoConfig, drive
+from skillcritic.envs.maze.physics import MazePhysics
+from skillcritic.envs.maze.planner import shortest_path
 from skillcritic.prior.policy import PriorPolicy, run_prior_episodes
 from skillcritic.train_prior import load_prior
 
+Cell = tuple[int, int]
 
-def maze_distances(walls: np.ndarray, start: tuple[int, int]) -> dict[tuple[int, int], int]:
+
+def maze_distances(walls: np.ndarray, start: Cell) -> dict[Cell, int]:
     """Maze steps (4-connected, free cells) from ``start`` to every reachable cell."""
     distance = {start: 0}
     queue = deque([start])
@@ -38,29 +52,78 @@ def maze_distances(walls: np.ndarray, start: tuple[int, int]) -> dict[tuple[int,
     return distance
 
 
+def planner_paths(task, episodes: int, goal_cells: int | None, steps: int) -> list[np.ndarray]:
+    """Positions (T, 2) of the goal-to-goal planner explorer, one episode per seed."""
+    walls = np.asarray(task.walls)
+    paths = []
+    for episode in range(episodes):
+        rng = np.random.default_rng(episode)
+        physics = MazePhysics(walls)
+        physics.reset(np.asarray(task.start, dtype=np.float64), np.zeros(2))
+        here: Cell = tuple(task.start)
+        positions = [physics.position.copy()]
+        while len(positions) <= steps:
+            reachable = maze_distances(walls, here)
+            goals = [c for c, d in reachable.items() if 0 < d <= (goal_cells or len(reachable))]
+            goal = goals[rng.integers(len(goals))]
+            waypoints = shortest_path(walls, here, goal)[1:].astype(np.float64)
+            waypoints[:-1] += rng.uniform(-0.1, 0.1, waypoints[:-1].shape)
+            left = steps + 1 - len(positions)
+            states, _, _, _ = drive(
+                physics, waypoints, DemoConfig(max_steps=max(left, 2), min_steps=1)
+            )
+            positions.extend(states[1 : left + 1, :2])
+            here = goal
+        paths.append(np.asarray(positions))
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--episodes", type=int, default=12)
+    parser.add_argument("checkpoint", type=Path, nargs="?")
+    parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--task", default="spirl")
     parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument("--skill-scale", type=float, default=None)
+    parser.add_argument("--planner", action="store_true")
+    parser.add_argument("--goal-cells", type=int, default=None)
     args = parser.parse_args()
+    if args.planner == (args.checkpoint is not None):
+        parser.error("give a prior CHECKPOINT or --planner")
     torch.set_num_threads(1)
-    envs = [gymnasium.make("skillcritic/Maze-v0", task=args.task) for _ in range(args.episodes)]
-    policy = PriorPolicy(load_prior(args.checkpoint), generator=torch.Generator().manual_seed(0))
-    rollouts = run_prior_episodes(policy, envs, args.seed)
+    n_envs = 1 if args.planner else args.episodes
+    envs = [gymnasium.make("skillcritic/Maze-v0", task=args.task) for _ in range(n_envs)]
     task = envs[0].unwrapped.task
-    distance = maze_distances(task.walls, tuple(task.start))
     goal = np.asarray(task.goal, dtype=np.float64)
-    cells = [set(map(tuple, np.rint(path).astype(int))) for path in rollouts.positions]
+    if args.planner:
+        within = f" within {args.goal_cells} maze steps" if args.goal_cells else ""
+        name = f"planner to random goals{within}"
+        paths = planner_paths(task, args.episodes, args.goal_cells, task.episode_steps)
+        # success as the env counts it: a step within goal_radius of the goal
+        successes = [
+            bool((np.linalg.norm(p[1:] - goal, axis=1) <= task.goal_radius).any()) for p in paths
+        ]
+    else:
+        policy = PriorPolicy(
+            load_prior(args.checkpoint), generator=torch.Generator().manual_seed(0)
+        )
+        name = str(args.checkpoint)
+        if args.skill_scale is not None:
+            sample, scale = policy._sample, args.skill_scale
+            policy._sample = lambda mu, sigma: scale * torch.tanh(sample(mu, sigma))
+            name += f" (skills {scale:g}·tanh(u))"
+        rollouts = run_prior_episodes(policy, envs, args.seed)
+        paths, successes = list(rollouts.positions), list(rollouts.successes)
+    distance = maze_distances(task.walls, tuple(task.start))
+    cells = [set(map(tuple, np.rint(path).astype(int))) for path in paths]
     farthest = [max(distance.get(cell, 0) for cell in visited) for visited in cells]
-    closest = [float(np.linalg.norm(path - goal, axis=1).min()) for path in rollouts.positions]
-    print(f"{args.checkpoint} on {args.task}: {args.episodes} episodes, torch {torch.__version__}")
+    closest = [float(np.linalg.norm(path - goal, axis=1).min()) for path in paths]
+    print(f"{name} on {args.task}: {args.episodes} episodes, torch {torch.__version__}")
     print(f"  distinct cells   {np.mean([len(c) for c in cells]):.1f}  {[len(c) for c in cells]}")
     goal_steps = distance[tuple(task.goal)]
     print(f"  farthest (steps) {np.mean(farthest):.1f}  {farthest}  (goal: {goal_steps})")
     print(f"  closest to goal  {np.mean(closest):.1f} cells")
-    print(f"  success          {rollouts.success_rate:.2f}")
+    print(f"  success          {np.mean(successes):.2f} ({sum(successes)}/{len(successes)})")
 
 
 if __name__ == "__main__":
