@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 from torch import Tensor, nn
@@ -284,3 +286,26 @@ def test_value_bound_of_a_level() -> None:
     assert spec.value_bound(10) == pytest.approx(1000.0)  # HL: 10 env steps per step
     assert spec.value_bound(1) == pytest.approx(100.0)
     assert AgentSpec(name="spirl", state_dim=4, action_dim=2).value_bound(10) is None
+
+
+def test_temperature_floor() -> None:
+    # the target entropy -100 is always exceeded, so α falls at every update
+    batch = make_batch()
+    free, floored = make_level(target=-100.0), make_level(target=-100.0, min_alpha=0.5)
+    for level in (free, floored):
+        optimizers = make_optimizers(level, lr=0.1)
+        for _ in range(30):
+            level.update(batch, optimizers)
+    assert float(free.alpha) < 0.1  # ~exp(-0.1 · 30) without the floor
+    assert float(floored.alpha) == pytest.approx(0.5)
+
+
+def test_temperature_floor_is_the_high_levels() -> None:
+    from skillcritic.rl.agents import AgentSpec, build_agent
+
+    spec = AgentSpec(name="skill_critic", state_dim=4, action_dim=2, min_alpha=0.2)
+    agent = build_agent(spec, tiny_prior())
+    assert agent.hl.log_min_alpha == pytest.approx(math.log(0.2))
+    assert agent.ll is not None and agent.ll.log_min_alpha is None
+    with pytest.raises(ValueError, match="min_alpha"):
+        AgentSpec(name="spirl", state_dim=4, action_dim=2, min_alpha=0.0)

@@ -82,6 +82,7 @@ class AgentSpec:
     tau: float = 0.005
     lr: float = 3e-4
     init_alpha: float = 1.0
+    min_alpha: float | None = None  # floor of the HL (flat: the only) temperature; None: none
     kl_samples: int = 10
     target_divergence: float = 1.0  # δ_H (δ of flat_prior)
     target_entropy: float | None = None  # H̄ of entropy agents; None: −|action|
@@ -124,6 +125,12 @@ class AgentSpec:
             raise ValueError(
                 f"target divergences must be >= 0, got δ_H={self.target_divergence}, "
                 f"δ_L={self.ll_target_divergence}"
+            )
+        if self.min_alpha is not None and not (
+            math.isfinite(self.min_alpha) and self.min_alpha > 0
+        ):
+            raise ValueError(
+                f"agent.min_alpha must be a positive number or null, got {self.min_alpha}"
             )
         if self.kl_samples < 1:
             raise ValueError(f"agent.kl_samples must be >= 1, got {self.kl_samples}")
@@ -471,7 +478,11 @@ def build_agent(
     check_prior_fits(spec, prior, horizon)
     name, ds, da = spec.name, spec.state_dim, spec.action_dim
     common = dict(
-        gamma=spec.gamma, tau=spec.tau, init_alpha=spec.init_alpha, kl_samples=spec.kl_samples
+        gamma=spec.gamma,
+        tau=spec.tau,
+        init_alpha=spec.init_alpha,
+        min_alpha=spec.min_alpha,
+        kl_samples=spec.kl_samples,
     )
     flat = dict(common, action_scale=spec.action_scale, max_value=spec.value_bound(1))
 
@@ -542,7 +553,7 @@ def build_agent(
         regulariser="divergence",
         target=spec.ll_target_divergence,
         reference=LowLevelHead(frozen_decoder(prior, spec.ll_log_sigma), image),
-        **flat,
+        **(flat | {"min_alpha": None}),  # the floor is the HL's
     )
     return SkillAgent(spec, h, nz, hl, ll=ll, hl_image=image, ll_image=image)
 

@@ -14,6 +14,7 @@ policy (trainable copy) and its reference for ``D_H`` (frozen copy), BatchNorm k
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -77,6 +78,8 @@ class SACLevel(nn.Module):
         gamma, tau: discount and Polyak rate.
         action_scale: actions are ``action_scale·tanh(u)``.
         init_alpha: initial temperature α₀.
+        min_alpha: floor of the temperature (None: none). It keeps the KL to the prior (or the
+            entropy) from being switched off while D stays below δ before any reward arrives.
         kl_samples: Monte-Carlo samples for D.
         max_value: upper bound of the TD target (the largest return possible), or None.
 
@@ -98,6 +101,7 @@ class SACLevel(nn.Module):
         tau: float = 0.005,
         action_scale: float = 1.0,
         init_alpha: float = 1.0,
+        min_alpha: float | None = None,
         kl_samples: int = 10,
         max_value: float | None = None,
     ) -> None:
@@ -120,6 +124,7 @@ class SACLevel(nn.Module):
         self.action_scale = action_scale
         self.kl_samples = kl_samples
         self.max_value = max_value
+        self.log_min_alpha = None if min_alpha is None else math.log(min_alpha)
         self.train_actor = self.train_critic = self.train_alpha = True
 
     def train(self, mode: bool = True) -> SACLevel:
@@ -198,6 +203,9 @@ class SACLevel(nn.Module):
             optimizers["alpha"].zero_grad(set_to_none=True)
             alpha_loss.backward()
             optimizers["alpha"].step()
+            if self.log_min_alpha is not None:
+                with torch.no_grad():
+                    self.log_alpha.clamp_(min=self.log_min_alpha)
         alpha = self.alpha
 
         # 2. actor loss (critic parameters get no gradient from it, see step 4)
