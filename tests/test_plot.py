@@ -13,6 +13,7 @@ import yaml
 from torch.utils.tensorboard import SummaryWriter
 
 from conftest import BIN
+from skillcritic.errors import UserError
 from skillcritic.viz.plots import (
     CSV_COLUMNS,
     Curve,
@@ -243,3 +244,15 @@ def test_cli_bad_input_is_one_error_line(args: list[str], message: str, tmp_path
     assert done.returncode == 2 and done.stdout == ""
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: ")
     assert message in done.stderr
+
+
+def test_any_logged_scalars_plot_with_tags(maze: Path, tmp_path: Path) -> None:
+    # sac seed0's train/return stands in for a diagnostic such as hl/alpha
+    png, table = plot_runs([maze], tmp_path / "d.png", window=1, tags=["train/return"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with table.open(newline="") as file:
+        rows = list(csv.reader(file))[1:]
+    assert {row[1] for row in rows} == {"train/return"}
+    assert [float(row[3]) for row in rows] == [0.0, 0.0, 3.0, 3.0, 6.0]
+    with pytest.raises(UserError, match="hl/alpha"):
+        plot_runs([maze], tmp_path / "e.png", tags=["hl/alpha"])

@@ -212,29 +212,46 @@ def aggregate(
     return Curve(label, metric, grid, mean, low, high, np.isfinite(table).sum(axis=0))
 
 
-def read_runs(runs: Sequence[Run], source: str) -> dict[Run, dict[str, Series]]:
-    """Each run's ``source``/success and ``source``/return series (keys: the metric), for the
-    runs that have logged either."""
-    tags = [f"{source}/{metric}" for metric in METRICS]
+def panels(source: str, tags: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
+    """What to plot: metric -> (TensorBoard tag, y label). ``source``'s success and return, or
+    the given ``tags`` (e.g. ``hl/alpha``), each its own metric."""
+    if tags:
+        return {tag: (tag, tag) for tag in tags}
+    return {metric: (f"{source}/{metric}", label) for metric, label in METRICS.items()}
+
+
+def read_runs(
+    runs: Sequence[Run], source: str, tags: Sequence[str] | None = None
+) -> dict[Run, dict[str, Series]]:
+    """Each run's series of ``panels(source, tags)`` (keys: the metric), for the runs that have
+    logged any of them."""
+    metric_of = {tag: metric for metric, (tag, _) in panels(source, tags).items()}
     found = {}
     for run in runs:
-        if series := read_run(run, tags):
-            found[run] = {tag.split("/")[1]: values for tag, values in series.items()}
+        if series := read_run(run, list(metric_of)):
+            found[run] = {metric_of[tag]: values for tag, values in series.items()}
     if not found:
+        hint = (
+            "check the names in TensorBoard"
+            if tags
+            else "rollout/* comes at each epoch end (every epoch_env_steps), train/* soon after "
+            "the start: wait, or try --source train"
+        )
         raise UserError(
-            f"none of the {len(runs)} runs found has logged {' or '.join(tags)} yet; rollout/* "
-            "comes at each epoch end (every epoch_env_steps), train/* soon after the start: "
-            "wait, or try --source train"
+            f"none of the {len(runs)} runs found has logged {' or '.join(metric_of)} yet; {hint}"
         )
     return found
 
 
 def learning_curves(
-    series: dict[Run, dict[str, Series]], window: int, spread: str = "std"
+    series: dict[Run, dict[str, Series]],
+    window: int,
+    spread: str = "std",
+    metrics: Sequence[str] = tuple(METRICS),
 ) -> list[Curve]:
     """One curve per group of runs (``group_runs``) and metric that any of its runs logged."""
     curves = []
-    for metric in METRICS:
+    for metric in metrics:
         for label, members in group_runs(list(series)).items():
             seeds = [series[run][metric] for run in members if metric in series[run]]
             if seeds:
@@ -280,12 +297,16 @@ def _legend(curve: Curve) -> str:
     )
 
 
-def draw_curves(curves: Sequence[Curve], path: Path, title: str) -> Path:
-    """Success (left) and return (right) vs env steps: mean lines and shaded spreads, as a PNG."""
-    figure, axes = plt.subplots(1, 2, figsize=(12, 4.5))
+def draw_curves(
+    curves: Sequence[Curve], path: Path, title: str, y_labels: dict[str, str] = METRICS
+) -> Path:
+    """One panel per metric of ``y_labels`` (default: success, return) vs env steps: mean lines
+    and shaded spreads, as a PNG."""
+    n = len(y_labels)
+    figure, axes = plt.subplots(1, n, figsize=(6 * n, 4.5), squeeze=False)
     labels = sorted({curve.label for curve in curves})
     colors = {label: plt.cm.tab10(i % 10) for i, label in enumerate(labels)}
-    for axis, (metric, y_label) in zip(axes, METRICS.items(), strict=True):
+    for axis, (metric, y_label) in zip(axes[0], y_labels.items(), strict=True):
         shown = [curve for curve in curves if curve.metric == metric]
         for curve in shown:
             color = colors[curve.label]
@@ -299,7 +320,8 @@ def draw_curves(curves: Sequence[Curve], path: Path, title: str) -> Path:
         axis.set_xlabel("env steps")
         axis.set_ylabel(y_label)
         axis.grid(alpha=0.3)
-    axes[0].set_ylim(-0.05, 1.05)
+        if metric == "success":
+            axis.set_ylim(-0.05, 1.05)
     figure.suptitle(title)
     figure.tight_layout()
 
@@ -325,32 +347,38 @@ def plot_runs(
     window: int | None = None,
     spread: str = "std",
     title: str | None = None,
+    tags: Sequence[str] | None = None,
 ) -> tuple[Path, Path]:
     """Find the runs under ``paths``, draw their curves into ``out`` (PNG) and write the CSV
-    beside it. ``out`` defaults to ``plot_<source>.png`` in the folder holding all ``paths`` (the
-    current folder if that is not writable); ``window`` to 1 point for rollout, 10 for train."""
-    window = DEFAULT_WINDOW[source] if window is None else window
+    beside it: ``source``'s success and return, or the logged scalars ``tags``. ``out`` defaults
+    to ``plot_<source>.png`` (``plot_tags.png``) in the folder holding all ``paths`` (the current
+    folder if that is not writable); ``window`` to 1 point for rollout, 10 for train and tags."""
+    window = DEFAULT_WINDOW["train" if tags else source] if window is None else window
     if out is None:
         folder = Path(os.path.commonpath([path.absolute() for path in paths]))
-        out = (folder if os.access(folder, os.W_OK) else Path.cwd()) / f"plot_{source}.png"
+        name = "plot_tags.png" if tags else f"plot_{source}.png"
+        out = (folder if os.access(folder, os.W_OK) else Path.cwd()) / name
     if out.suffix != ".png":
         raise UserError(f"--out must name a .png file, got {out}; e.g. --out curves.png")
     if window < 1:
         raise UserError(
             f"the smoothing window must be at least 1 point, got {window}; e.g. --window 5"
         )
-    series = read_runs(find_runs(paths), source)
-    curves = learning_curves(series, window, spread)
+    shown = panels(source, tags)
+    series = read_runs(find_runs(paths), source, tags)
+    curves = learning_curves(series, window, spread, list(shown))
     smoothing = f"trailing mean of {window} logged points" if window > 1 else "not smoothed"
-    subtitle = f"{source}/* = {SOURCES[source]}; {SPREADS[spread]}; {smoothing}"
+    what = "" if tags else f"{source}/* = {SOURCES[source]}; "
+    subtitle = f"{what}{SPREADS[spread]}; {smoothing}"
     headline = title or default_title(list(series))
-    png = draw_curves(curves, out, f"{headline}\n{subtitle}")
+    y_labels = {metric: label for metric, (_, label) in shown.items()}
+    png = draw_curves(curves, out, f"{headline}\n{subtitle}", y_labels)
     return png, write_csv(curves, out.with_suffix(".csv"))
 
 
 def plot_main(argv: Sequence[str] | None = None) -> None:
     """``skillcritic-plot PATH [PATH ...] [--out FILE.png] [--source rollout|train] [--window N]
-    [--spread std|minmax] [--title T]``: prints the PNG and CSV paths."""
+    [--spread std|minmax] [--title T] [--tags TAG ...]``: prints the PNG and CSV paths."""
     parser = argparse.ArgumentParser(
         prog="skillcritic-plot",
         description="Success and return vs env steps of skillcritic-rl runs, one line per agent "
@@ -393,10 +421,17 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument(
         "--title", metavar="T", help="the first title line (default: the envs and prefixes)"
     )
+    parser.add_argument(
+        "--tags",
+        nargs="+",
+        metavar="TAG",
+        help="plot these logged scalars instead of success and return, one panel each "
+        "(e.g. hl/alpha hl/regulariser hl/q_mean)",
+    )
     args = parser.parse_args(argv)
     try:
         png, table = plot_runs(
-            args.paths, args.out, args.source, args.window, args.spread, args.title
+            args.paths, args.out, args.source, args.window, args.spread, args.title, args.tags
         )
     except UserError as error:
         sys.stderr.write(f"error: {error}\n")  # one plain line: no wrapping, no traceback
