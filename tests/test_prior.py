@@ -215,6 +215,12 @@ def test_state_normalisation_is_applied_and_saved(tmp_path: Path) -> None:
     loaded = load_prior(tmp_path / "p.ckpt", "closed_loop")
     assert torch.equal(loaded.state_mean, module.state_mean)
     assert torch.equal(loaded.state_std, module.state_std)
+    # a prior saved with the old floor of 1e-6 for a dimension constant in the data loads with 1
+    with torch.no_grad():
+        module.state_std[2] = 1e-6
+    trainer.save_checkpoint(tmp_path / "old.ckpt")
+    old = load_prior(tmp_path / "old.ckpt", "closed_loop")
+    assert old.state_std.tolist() == [2.0, 2.0, 1.0, 4.0]
 
 
 @pytest.mark.parametrize("variant", ["open_loop", "closed_loop", "cond_decoder"])

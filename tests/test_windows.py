@@ -415,3 +415,13 @@ def test_lightning_trainer_consumes_the_module(tmp_path: Path) -> None:
     trainer.fit(probe, datamodule=dm)
     assert probe.seen["train"] == [(4, 3, 3)] * 6
     assert probe.seen["val"] == [(4, 3, 3), (2, 3, 3)] * 2
+
+
+def test_normalisation_statistics_leave_constant_dimensions_unscaled() -> None:
+    from skillcritic.data.windows import normalisation_statistics
+
+    states = np.array([[1.0, 0.0, 5.0], [3.0, 0.0, 5.0], [5.0, 0.0, 5.0]])
+    mean, std = normalisation_statistics(states)
+    assert mean.dtype == std.dtype == np.float32
+    assert mean.tolist() == [3.0, 0.0, 5.0]
+    assert std.tolist() == pytest.approx([np.sqrt(8 / 3), 1.0, 1.0])  # constant: std 1

@@ -20,7 +20,7 @@ from torch import Tensor
 
 from skillcritic.collect_data import collect_data, make_env
 from skillcritic.data.minari_io import dataset_path, is_minari_dataset
-from skillcritic.data.windows import WindowDataModule
+from skillcritic.data.windows import CONSTANT_STD, WindowDataModule
 from skillcritic.envs.maze.view import N_CHANNELS
 from skillcritic.errors import UserError
 from skillcritic.models.skills import VARIANTS, SkillSpec
@@ -130,6 +130,8 @@ def load_prior(path: Path, variant: str | None = None) -> SkillPriorModule:
         )
     module = SkillPriorModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
+    if module.state_std is not None:  # older priors kept std 1e-6 for constant dimensions
+        module.state_std[module.state_std <= CONSTANT_STD] = 1.0  # the model never saw them vary
     return module.eval()
 
 

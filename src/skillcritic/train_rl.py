@@ -25,7 +25,7 @@ from torch.utils.data import DataLoader
 from skillcritic.collect_data import make_env
 from skillcritic.data.collect import Demo, to_episode_buffer
 from skillcritic.data.minari_io import DatasetError, load_dataset, write_dataset
-from skillcritic.data.windows import EpisodeArrays
+from skillcritic.data.windows import EpisodeArrays, normalisation_statistics
 from skillcritic.errors import UserError
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.agents import AGENT_PRIORS, AgentSpec
@@ -81,8 +81,7 @@ def state_statistics(
     else:
         hint = f"skillcritic-data env={cfg.env.name} data={cfg.data.preset}"
         dataset = load_dataset(cfg.paths.data_dir, cfg.data.dataset_id, hint)  # missing: one line
-        states = EpisodeArrays.from_minari(dataset).states.astype(np.float64)
-        mean, std = states.mean(axis=0), np.maximum(states.std(axis=0), 1e-6)
+        mean, std = normalisation_statistics(EpisodeArrays.from_minari(dataset).states)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 

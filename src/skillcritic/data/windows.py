@@ -29,6 +29,21 @@ from skillcritic.envs.maze.view import TRACKING_GAIN, MultiLayoutRaster, trackin
 Batch = dict[str, torch.Tensor]
 
 
+CONSTANT_STD = 1e-6  # a state dimension with no larger std is constant in the data
+
+
+def normalisation_statistics(states: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-dimension mean and std (float32) of ``states`` (N, ds) for state normalisation.
+
+    A dimension that is constant in the data gets std 1, not ~0: the racing demonstrations never
+    touch a wall, so their wall-hit flag is always 0, and dividing by a tiny std would turn the
+    first wall contact of an RL car into an input of 10⁶ (it blew up the critics).
+    """
+    states = np.asarray(states, dtype=np.float64)
+    mean, std = states.mean(axis=0), states.std(axis=0)
+    return mean.astype(np.float32), np.where(std > CONSTANT_STD, std, 1.0).astype(np.float32)
+
+
 def _flat_box_dim(space: gymnasium.spaces.Space, what: str, dataset_id: str) -> int:
     """The size of a flat Box space; anything else is a ``DatasetError``."""
     if not isinstance(space, gymnasium.spaces.Box) or len(space.shape) != 1:
@@ -366,12 +381,7 @@ class WindowDataModule(L.LightningDataModule):
         self.val_sampler = self._sampler(arrays, self.episodes_val, "validation")
         if self.normalize_states:
             rows = np.isin(arrays.episode_of_states(), self.episodes_train)
-            train_states = arrays.states[rows].astype(np.float64)
-            mean, std = train_states.mean(axis=0), train_states.std(axis=0)
-            self.state_stats = (
-                mean.astype(np.float32),
-                np.maximum(std, 1e-6).astype(np.float32),
-            )
+            self.state_stats = normalisation_statistics(arrays.states[rows])
         self.arrays = arrays
 
     def _sampler(self, arrays: EpisodeArrays, episodes: np.ndarray, split: str) -> WindowSampler:
