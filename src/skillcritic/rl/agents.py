@@ -172,9 +172,9 @@ class StateNormaliser(nn.Module):
     def __init__(self, mean: tuple[float, ...] | None, std: tuple[float, ...] | None) -> None:
         super().__init__()
         # Not persistent: the statistics live in the AgentSpec (the checkpoint's hparams).
-        as_tensor = lambda values: None if values is None else torch.tensor(values)  # noqa: E731
-        self.register_buffer("mean", as_tensor(mean), persistent=False)
-        self.register_buffer("std", as_tensor(std), persistent=False)
+        for name, values in (("mean", mean), ("std", std)):
+            tensor = None if values is None else torch.tensor(values)
+            self.register_buffer(name, tensor, persistent=False)
 
     def forward(self, state: Tensor) -> Tensor:
         if self.mean is None or self.std is None:
