@@ -50,7 +50,9 @@ from skillcritic.rl.levels import (
     frozen_decoder,
     frozen_prior,
     make_optimizers,
+    normalised,
     prior_policy_head,
+    prior_state_statistics,
 )
 from skillcritic.rl.losses import BOUNDARY_VALUES, ll_bootstrap_value
 
@@ -177,9 +179,7 @@ class StateNormaliser(nn.Module):
             self.register_buffer(name, tensor, persistent=False)
 
     def forward(self, state: Tensor) -> Tensor:
-        if self.mean is None or self.std is None:
-            return state
-        return (state - self.mean) / self.std
+        return normalised(state, self.mean, self.std)
 
 
 class ObsHead(nn.Module):
@@ -254,8 +254,9 @@ class FrozenSkills(EvalBatchNorm):
         self.image = prior.spec.image
         self.open_loop = isinstance(model, OpenLoopSkillModel)
         self.conditioned = hasattr(model, "action_distribution")
-        self.register_buffer("state_mean", None if prior.state_mean is None else prior.state_mean)
-        self.register_buffer("state_std", None if prior.state_std is None else prior.state_std)
+        mean, std = prior_state_statistics(prior)
+        self.register_buffer("state_mean", mean)
+        self.register_buffer("state_std", std)
 
     def plan(self, z: Tensor) -> Tensor:
         """The open-loop plan (N, H, da) of skills z (N, nz)."""
@@ -269,9 +270,7 @@ class FrozenSkills(EvalBatchNorm):
         if self.image:
             features = self.net.step_features(view_pairs(obs))
         else:
-            state = obs["state"]
-            if self.state_mean is not None and self.state_std is not None:
-                state = (state - self.state_mean) / self.state_std
+            state = normalised(obs["state"], self.state_mean, self.state_std)
             features = self.net.step_features(state)
         if self.conditioned:
             inputs = torch.cat([features, z, self.net.time_onehot[k]], dim=-1)

@@ -292,6 +292,19 @@ class EvalBatchNorm(nn.Module):
         return self.net(*args, **kwargs)
 
 
+def prior_state_statistics(prior_module: Any) -> tuple[Tensor | None, Tensor | None]:
+    """Copies of the (mean, std) a state prior normalises its states with, which copies of its
+    networks must use too; ``(None, None)`` for image priors and priors on raw states."""
+    if prior_module.spec.image or prior_module.state_mean is None:
+        return None, None
+    return prior_module.state_mean.detach().clone(), prior_module.state_std.detach().clone()
+
+
+def normalised(states: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
+    """``(states − mean) / std``; ``states`` as they are without statistics."""
+    return states if mean is None or std is None else (states - mean) / std
+
+
 class PriorHead(EvalBatchNorm):
     """A copy of a trained prior ``p(z | s)``: observation → DiagGaussian over z.
 
@@ -308,19 +321,14 @@ class PriorHead(EvalBatchNorm):
 
     def forward(self, obs: Tensor) -> DiagGaussian:
         """The prior's Gaussian over z for ``obs`` (``(..., *obs_shape)``)."""
-        if self.state_mean is not None and self.state_std is not None:
-            obs = (obs - self.state_mean) / self.state_std
-        return self.net(obs)
+        return self.net(normalised(obs, self.state_mean, self.state_std))
 
 
 def prior_policy_head(prior_module: Any, net: nn.Module | None = None) -> PriorHead:
     """A trainable deep copy of ``net`` (default ``prior_module.model.prior``: the SPiRL HL
     policy), BN in eval, with the prior's state normalisation if it was trained with one."""
-    normalise = not prior_module.spec.image and prior_module.state_mean is not None
-    mean = prior_module.state_mean.detach().clone() if normalise else None
-    std = prior_module.state_std.detach().clone() if normalise else None
     net = prior_module.model.prior if net is None else net
-    head = PriorHead(copy.deepcopy(net), mean, std)
+    head = PriorHead(copy.deepcopy(net), *prior_state_statistics(prior_module))
     return head.requires_grad_(True)
 
 
@@ -351,9 +359,9 @@ class DecoderHead(EvalBatchNorm):
             )
         super().__init__(nn.ModuleDict({"features": model.features, "decoder": model.decoder}))
         self.register_buffer("time_onehot", model.time_onehot.clone())
-        normalise = not prior_module.spec.image and prior_module.state_mean is not None
-        self.register_buffer("state_mean", prior_module.state_mean.clone() if normalise else None)
-        self.register_buffer("state_std", prior_module.state_std.clone() if normalise else None)
+        mean, std = prior_state_statistics(prior_module)
+        self.register_buffer("state_mean", mean)
+        self.register_buffer("state_std", std)
         self.action_dim = prior_module.spec.action_dim
         self.log_sigma = log_sigma
         self.log_sigma_head: nn.Linear | None = None
@@ -366,9 +374,8 @@ class DecoderHead(EvalBatchNorm):
     def forward(self, obs: Tensor, z: Tensor, k: Tensor) -> DiagGaussian:
         """The Gaussian over pre-tanh actions for observations ``(N, *obs_shape)``, skills
         ``(N, nz)`` and time indices ``k`` ``(N,)`` (int)."""
-        if self.state_mean is not None and self.state_std is not None:
-            obs = (obs - self.state_mean) / self.state_std
-        inputs = torch.cat([self.net["features"](obs), z, self.time_onehot[k]], dim=-1)
+        features = self.net["features"](normalised(obs, self.state_mean, self.state_std))
+        inputs = torch.cat([features, z, self.time_onehot[k]], dim=-1)
         mu = self.net["decoder"](inputs)[..., : self.action_dim]
         if self.log_sigma_head is None:
             return DiagGaussian(mu, torch.full_like(mu, self.log_sigma))
