@@ -309,3 +309,14 @@ def test_temperature_floor_is_the_high_levels() -> None:
     assert agent.ll is not None and agent.ll.log_min_alpha is None
     with pytest.raises(ValueError, match="min_alpha"):
         AgentSpec(name="spirl", state_dim=4, action_dim=2, min_alpha=0.0)
+
+
+def test_low_level_temperature_floor_is_its_own() -> None:
+    from skillcritic.rl.agents import AgentSpec, build_agent
+
+    spec = AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_min_alpha=0.1)
+    agent = build_agent(spec, tiny_prior())
+    assert agent.hl.log_min_alpha is None
+    assert agent.ll is not None and agent.ll.log_min_alpha == pytest.approx(math.log(0.1))
+    with pytest.raises(ValueError, match="ll_min_alpha"):
+        AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_min_alpha=-1.0)

@@ -96,6 +96,7 @@ class AgentSpec:
     critic_layers: int = 2
     ll_target_divergence: float = 80.0  # δ_L (skill_critic)
     ll_log_sigma: float = -3.0  # log σ_â of the LL action prior and π_L's initial log σ
+    ll_min_alpha: float | None = None  # floor of α_L (skill_critic); None: none
     ll_critic_hidden: int = 64
     ll_critic_layers: int = 3
     boundary_value: str = "reference"
@@ -128,12 +129,10 @@ class AgentSpec:
                 f"target divergences must be >= 0, got δ_H={self.target_divergence}, "
                 f"δ_L={self.ll_target_divergence}"
             )
-        if self.min_alpha is not None and not (
-            math.isfinite(self.min_alpha) and self.min_alpha > 0
-        ):
-            raise ValueError(
-                f"agent.min_alpha must be a positive number or null, got {self.min_alpha}"
-            )
+        for name in ("min_alpha", "ll_min_alpha"):
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and value > 0):
+                raise ValueError(f"agent.{name} must be a positive number or null, got {value}")
         if self.kl_samples < 1:
             raise ValueError(f"agent.kl_samples must be >= 1, got {self.kl_samples}")
         stats = (self.state_mean, self.state_std)
@@ -552,7 +551,7 @@ def build_agent(
         regulariser="divergence",
         target=spec.ll_target_divergence,
         reference=LowLevelHead(frozen_decoder(prior, spec.ll_log_sigma), image),
-        **(flat | {"min_alpha": None}),  # the floor is the HL's
+        **(flat | {"min_alpha": spec.ll_min_alpha}),
     )
     return SkillAgent(spec, h, nz, hl, ll=ll, hl_image=image, ll_image=image)
 
