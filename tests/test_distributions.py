@@ -126,6 +126,19 @@ def test_kl_monte_carlo_clamped() -> None:
     assert torch.all(kl_monte_carlo(p, q, clamp=7.0) == 7.0)
 
 
+def test_kl_monte_carlo_clamps_the_value_not_the_pull_back() -> None:
+    # q is 50 σ from p on every dim: the KL (3·50²/2 = 3750 nats) is reported as 100, but its
+    # gradient still pulls μ_q back to p, with the unclamped estimate's magnitude: for each
+    # sample x = μ_q + ε, ∂/∂μ_q [log q(x) − log p(x)] = x − μ_p = 50 + ε (σ = 1).
+    torch.manual_seed(0)
+    mu = torch.full((2, 3), 50.0, dtype=torch.float64, requires_grad=True)
+    q = DiagGaussian(mu, torch.zeros(2, 3, dtype=torch.float64))
+    kl = kl_monte_carlo(q, DiagGaussian.standard(q.mu.detach()))
+    assert torch.all(kl == 100.0)
+    kl.sum().backward()
+    torch.testing.assert_close(mu.grad, torch.full_like(mu, 50.0), rtol=0.03, atol=0.0)
+
+
 def test_gradients_flow_through_rsample_and_mc_kl() -> None:
     mu = torch.zeros(3, 2, requires_grad=True)
     log_sigma = torch.full((3, 2), -0.5, requires_grad=True)

@@ -95,11 +95,17 @@ def kl_analytic(q: DiagGaussian, p: DiagGaussian) -> Tensor:
 def kl_monte_carlo(
     q: DiagGaussian, p: DiagGaussian, n_samples: int = 10, clamp: float = 100.0
 ) -> Tensor:
-    """Monte-Carlo KL(q || p) over the batch shape ``mu.shape[:-1]``, clamped to ±``clamp``.
+    """Monte-Carlo KL(q || p) over the batch shape ``mu.shape[:-1]``, its value clamped to
+    ±``clamp``.
 
     Averages ``sum_dims(log q(x) − log p(x))`` over ``n_samples`` reparameterised draws x ~ q, so
-    gradients reach q's parameters both through the samples and through ``log q``.
+    gradients reach q's parameters both through the samples and through ``log q``. Only the
+    value is clamped (it bounds the TD targets and the temperature step, as in the reference);
+    the gradient stays the unclamped estimate's. The reference clamps both, which cuts the KL's
+    pull back to the prior exactly for the rows that strayed more than ``clamp`` nats, so they
+    can stray without limit: with σ_â = e⁻⁴ a pre-tanh shift of 0.26 is 100 nats, and Skill-
+    Critic's racing low level drove its pedal into tanh saturation that way (docs/results.md).
     """
     x = q.rsample_n(n_samples)  # (n, *batch, d)
-    log_ratio = (q.log_prob(x) - p.log_prob(x)).sum(dim=-1)  # (n, *batch)
-    return log_ratio.mean(dim=0).clamp(-clamp, clamp)
+    kl = (q.log_prob(x) - p.log_prob(x)).sum(dim=-1).mean(dim=0)  # (*batch,)
+    return kl + (kl.clamp(-clamp, clamp) - kl).detach()  # clamped value, unclamped gradient
