@@ -66,6 +66,11 @@ def mlp(
     return MLP(*layers, in_dim=in_dim, out_dim=out_dim)
 
 
+def normalised(states: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
+    """``(states − mean) / std``; ``states`` as they are without statistics."""
+    return states if mean is None or std is None else (states - mean) / std
+
+
 def views_to_float(views: Tensor) -> Tensor:
     """uint8 images in [0, 255] → float32 in [-1, 1] (``x / 127.5 - 1``)."""
     return views.to(torch.float32) / 127.5 - 1.0

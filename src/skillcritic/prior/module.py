@@ -11,6 +11,7 @@ import lightning as L
 import torch
 from torch import Tensor
 
+from skillcritic.models.nets import normalised
 from skillcritic.models.skills import SkillSpec, build_skill_model
 
 log = logging.getLogger(__name__)
@@ -62,9 +63,7 @@ class SkillPriorModule(L.LightningModule):
 
     def normalise_states(self, states: Tensor) -> Tensor:
         """States as the model sees them: normalised when the env asks for it, else as they are."""
-        if self.state_mean is None:
-            return states
-        return (states - self.state_mean) / self.state_std
+        return normalised(states, self.state_mean, self.state_std)
 
     def prepare(self, batch: dict[str, Tensor]) -> dict[str, Tensor]:
         """A window batch as the model sees it (``normalise_states``)."""

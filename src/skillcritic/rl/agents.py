@@ -36,7 +36,7 @@ import torch
 from torch import Tensor, nn
 
 from skillcritic.models.distributions import DiagGaussian
-from skillcritic.models.nets import mlp, views_to_float
+from skillcritic.models.nets import mlp, normalised, views_to_float
 from skillcritic.models.skills import FlatBCModel, OpenLoopSkillModel
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.levels import (
@@ -50,7 +50,6 @@ from skillcritic.rl.levels import (
     frozen_decoder,
     frozen_prior,
     make_optimizers,
-    normalised,
     prior_policy_head,
     prior_state_statistics,
 )

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 
 from skillcritic.models.distributions import DiagGaussian, kl_monte_carlo
-from skillcritic.models.nets import mlp
+from skillcritic.models.nets import mlp, normalised
 from skillcritic.rl.losses import (
     actor_loss,
     critic_diagnostics,
@@ -298,11 +298,6 @@ def prior_state_statistics(prior_module: Any) -> tuple[Tensor | None, Tensor | N
     if prior_module.spec.image or prior_module.state_mean is None:
         return None, None
     return prior_module.state_mean.detach().clone(), prior_module.state_std.detach().clone()
-
-
-def normalised(states: Tensor, mean: Tensor | None, std: Tensor | None) -> Tensor:
-    """``(states − mean) / std``; ``states`` as they are without statistics."""
-    return states if mean is None or std is None else (states - mean) / std
 
 
 class PriorHead(EvalBatchNorm):
