@@ -320,3 +320,53 @@ def test_low_level_temperature_floor_is_its_own() -> None:
     assert agent.ll is not None and agent.ll.log_min_alpha == pytest.approx(math.log(0.1))
     with pytest.raises(ValueError, match="ll_min_alpha"):
         AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_min_alpha=-1.0)
+
+
+def test_straight_through_clip_clips_forward_and_passes_the_gradient() -> None:
+    from skillcritic.rl.losses import straight_through_clip
+
+    u = torch.tensor([-2.5, -0.5, 0.0, 0.7, 1.5], requires_grad=True)
+    a = straight_through_clip(u, 1.0)
+    assert a.tolist() == pytest.approx([-1.0, -0.5, 0.0, 0.7, 1.0])
+    (a * torch.tensor([1.0, 2.0, 3.0, 4.0, 5.0])).sum().backward()
+    assert u.grad is not None and u.grad.tolist() == pytest.approx([1.0, 2.0, 3.0, 4.0, 5.0])
+
+
+def test_clip_squash_acts_the_mean_and_keeps_samples_in_the_box() -> None:
+    reference = GaussianActor().requires_grad_(False)
+    level = make_level(regulariser="divergence", target=1.0, reference=reference, squash="clip")
+    obs = 3.0 * torch.randn(64, OBS)
+    mu = level.actor(obs).mu.detach()
+    assert mu.abs().max() > 1.0  # some means lie outside the box
+    assert torch.equal(level.act(obs, deterministic=True), mu.clamp(-1.0, 1.0))
+    assert level.act(obs).abs().max() <= 1.0
+    action, divergence = level.regularised_sample(obs)
+    assert action.abs().max() <= 1.0 and divergence.shape == (64,)
+    optimizers = make_optimizers(level, lr=1e-3)
+    before = snapshot(level.actor)
+    level.update(make_batch(), optimizers)
+    assert changed(before, level.actor)
+    with pytest.raises(ValueError, match="divergence"):
+        make_level(squash="clip")
+    with pytest.raises(ValueError, match="squash"):
+        make_level(squash="sigmoid")
+
+
+@pytest.mark.parametrize("squash", ["tanh", "clip"])
+def test_skill_critic_low_level_starts_as_the_decoder_it_copies(squash: str) -> None:
+    from skillcritic.rl.agents import AgentSpec, FrozenSkills, build_agent
+
+    spec = AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_squash=squash)
+    prior = tiny_prior(normalise=True)
+    agent = build_agent(spec, prior)
+    obs = {"state": 3.0 * torch.randn(32, 4)}
+    z, k = torch.randn(32, prior.spec.latent_dim), torch.randint(0, 3, (32,))
+    decoder_action = FrozenSkills(prior)(obs, z, k)  # SPiRL-cd's low level: the clipped mean
+    acted = agent.ll_act(obs, z, k, deterministic=True)
+    if squash == "clip":
+        assert torch.allclose(acted, decoder_action, atol=1e-6)
+    else:  # the reference's quirk: tanh of the decoder mean, short of it wherever |μ| is large
+        mu = agent.ll.reference({**obs, "z": z, "k": k}).mu  # type: ignore[union-attr]
+        assert torch.allclose(acted, torch.tanh(mu), atol=1e-6)
+    with pytest.raises(ValueError, match="ll_squash"):
+        AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_squash="relu")

@@ -41,6 +41,7 @@ from skillcritic.models.skills import FlatBCModel, OpenLoopSkillModel
 from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.levels import (
     REFERENCE_KEY,
+    SQUASHES,
     DecoderHead,
     EvalBatchNorm,
     PriorHead,
@@ -96,6 +97,7 @@ class AgentSpec:
     ll_target_divergence: float = 80.0  # δ_L (skill_critic)
     ll_log_sigma: float = -3.0  # log σ_â of the LL action prior and π_L's initial log σ
     ll_min_alpha: float | None = None  # floor of α_L (skill_critic); None: none
+    ll_squash: str = "tanh"  # LL actions: tanh(u) (the reference) | clip(u): the decoder's own
     ll_critic_hidden: int = 64
     ll_critic_layers: int = 3
     boundary_value: str = "reference"
@@ -128,6 +130,8 @@ class AgentSpec:
                 f"target divergences must be >= 0, got δ_H={self.target_divergence}, "
                 f"δ_L={self.ll_target_divergence}"
             )
+        if self.ll_squash not in SQUASHES:
+            raise ValueError(f"agent.ll_squash must be one of {SQUASHES}, got {self.ll_squash!r}")
         for name in ("min_alpha", "ll_min_alpha"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
@@ -550,7 +554,7 @@ def build_agent(
         regulariser="divergence",
         target=spec.ll_target_divergence,
         reference=LowLevelHead(frozen_decoder(prior, spec.ll_log_sigma), image),
-        **(flat | {"min_alpha": spec.ll_min_alpha}),
+        **(flat | {"min_alpha": spec.ll_min_alpha, "squash": spec.ll_squash}),
     )
     return SkillAgent(spec, h, nz, hl, ll=ll, hl_image=image, ll_image=image)
 

@@ -32,12 +32,14 @@ from skillcritic.rl.losses import (
     entropy_temperature_loss,
     soft_next_value,
     squashed_sample,
+    straight_through_clip,
 )
 from skillcritic.rl.targets import polyak_update
 
 Observation = Tensor | Mapping[str, Tensor]
 CriticInput = Callable[[Any, Tensor], Tensor]
 REGULARISERS = ("entropy", "divergence")
+SQUASHES = ("tanh", "clip")  # how a level maps its Gaussian sample u to an action
 REFERENCE_KEY = "ref"  # observation key of cached reference parameters [μ, log σ]
 
 
@@ -76,7 +78,11 @@ class SACLevel(nn.Module):
         target: target entropy H̄ (default ``−action_dim``) or target divergence δ (required).
         reference: the frozen prior (observation → DiagGaussian) for ``"divergence"``.
         gamma, tau: discount and Polyak rate.
-        action_scale: actions are ``action_scale·tanh(u)``.
+        action_scale: actions are ``action_scale·tanh(u)`` (``squash="tanh"``).
+        squash: ``"tanh"`` (SAC's squashed Gaussian) or ``"clip"``: actions ``clip(u, ±scale)``
+            with a straight-through gradient, so a policy whose mean was fit to raw actions (a
+            decoder copy) acts that mean. Needs ``regulariser="divergence"``: D is a KL between
+            the Gaussians over u, so it needs no density of the clipped action.
         init_alpha: initial temperature α₀.
         min_alpha: floor of the temperature (None: none). It keeps the KL to the prior (or the
             entropy) from being switched off while D stays below δ before any reward arrives.
@@ -100,6 +106,7 @@ class SACLevel(nn.Module):
         gamma: float = 0.99,
         tau: float = 0.005,
         action_scale: float = 1.0,
+        squash: str = "tanh",
         init_alpha: float = 1.0,
         min_alpha: float | None = None,
         kl_samples: int = 10,
@@ -110,6 +117,10 @@ class SACLevel(nn.Module):
             raise ValueError(f"regulariser must be one of {REGULARISERS}, got {regulariser!r}")
         if regulariser == "divergence" and (reference is None or target is None):
             raise ValueError("regulariser='divergence' needs a reference and a target divergence")
+        if squash not in SQUASHES:
+            raise ValueError(f"squash must be one of {SQUASHES}, got {squash!r}")
+        if squash == "clip" and regulariser != "divergence":
+            raise ValueError("squash='clip' needs regulariser='divergence' (no entropy of a clip)")
         if init_alpha <= 0:
             raise ValueError(f"init_alpha must be positive, got {init_alpha}")
         self.actor = actor
@@ -122,6 +133,7 @@ class SACLevel(nn.Module):
         self.target = float(target) if target is not None else -float(action_dim)
         self.gamma, self.tau = gamma, tau
         self.action_scale = action_scale
+        self.squash = squash
         self.kl_samples = kl_samples
         self.max_value = max_value
         self.log_min_alpha = None if min_alpha is None else math.log(min_alpha)
@@ -142,8 +154,12 @@ class SACLevel(nn.Module):
 
     @torch.no_grad()
     def act(self, obs: Observation, deterministic: bool = False) -> Tensor:
-        """An action ``scale·tanh(u)``: ``u ~ π(obs)``, or ``u = μ`` when deterministic."""
+        """An action ``scale·tanh(u)`` (or ``clip(u, ±scale)``): ``u ~ π(obs)``, or ``u = μ``
+        when deterministic."""
         dist: DiagGaussian = self.actor(obs)
+        if self.squash == "clip":
+            u = dist.mu if deterministic else dist.sample()
+            return u.clamp(-self.action_scale, self.action_scale)
         if deterministic:
             return self.action_scale * torch.tanh(dist.mu)
         return squashed_sample(dist, self.action_scale)[0]
@@ -163,9 +179,13 @@ class SACLevel(nn.Module):
         (see :meth:`reference_params`), else from the frozen reference network.
         """
         dist: DiagGaussian = self.actor(obs)
-        action, _, log_prob = squashed_sample(dist, self.action_scale)
-        if self.regulariser == "entropy":
-            return action, log_prob
+        if self.squash == "clip":
+            u = dist.rsample()
+            action = straight_through_clip(u, self.action_scale)
+        else:
+            action, _, log_prob = squashed_sample(dist, self.action_scale)
+            if self.regulariser == "entropy":
+                return action, log_prob
         if isinstance(obs, Mapping) and REFERENCE_KEY in obs:
             prior = DiagGaussian.from_params(obs[REFERENCE_KEY])
         else:

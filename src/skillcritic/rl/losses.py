@@ -63,6 +63,15 @@ def squashed_sample(dist: DiagGaussian, scale: float = 1.0) -> tuple[Tensor, Ten
     return a, u, log_prob
 
 
+def straight_through_clip(u: Tensor, scale: float = 1.0) -> Tensor:
+    """``clip(u, ±scale)`` forward, identity backward.
+
+    The critic's pull ``∂Q/∂a`` reaches a mean that has strayed outside the box, which a plain
+    clip (zero gradient there) would leave wherever the KL alone holds it.
+    """
+    return u + (u.clamp(-scale, scale) - u).detach()
+
+
 def critic_target(reward: Tensor, terminated: Tensor, next_value: Tensor, gamma: float) -> Tensor:
     """TD target ``y = r + γ·(1 − terminated)·next_value``, without gradient.
 
