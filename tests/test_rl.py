@@ -84,6 +84,40 @@ def checkpoint_state(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=True)["skillcritic"]
 
 
+def test_keep_checkpoints_keeps_every_evaluation_without_buffers(root: Path) -> None:
+    cfg = rl_config(root, "spirl", "prefix=keep", "keep_checkpoints=true")
+    last = run_rl(cfg)
+    folder = last.parent
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step150.ckpt", "step300.ckpt"]
+    early, late = (
+        checkpoint_state(folder / "step150.ckpt"),
+        checkpoint_state(folder / "step300.ckpt"),
+    )
+    assert early["experience"]["buffers"] == {} == late["experience"]["buffers"]
+    assert "hl" in checkpoint_state(last)["experience"]["buffers"]  # resume still has them
+    assert 0 < early["updates"] < late["updates"] == checkpoint_state(last)["updates"] == 20
+    # The kept checkpoint is the policy of its moment, and mode=val runs it.
+    policy = [
+        torch.load(folder / f, weights_only=True)["state_dict"]
+        for f in ("step150.ckpt", "step300.ckpt")
+    ]
+    changed = [
+        k
+        for k in policy[0]
+        if k.startswith("agent.hl.actor") and not torch.equal(policy[0][k], policy[1][k])
+    ]
+    assert changed
+    val = rl_config(
+        root,
+        "spirl",
+        "prefix=keep",
+        "mode=val",
+        "n_val_samples=1",
+        f"checkpoint={folder / 'step150.ckpt'}",
+    )
+    assert len(run_rl(val).returns) == 1
+
+
 @pytest.mark.parametrize("agent", AGENTS)
 def test_every_agent_trains_with_real_updates(agent: str, root: Path) -> None:
     cfg = rl_config(root, agent, f"prefix=all-{agent}")

@@ -253,7 +253,7 @@ def train_rl(cfg: DictConfig) -> Path:
             deterministic=bool(cfg.eval.deterministic),
             video=bool(cfg.eval.video),
         ),
-        LastCheckpoint(last),
+        LastCheckpoint(last, keep=bool(cfg.keep_checkpoints)),
         EnvStepProgress(module.schedule.total_env_steps),
     ]
     try:

@@ -323,17 +323,28 @@ def save_episode_media(
 
 
 class LastCheckpoint(L.Callback):
-    """Writes ``last.ckpt`` at every epoch end (atomically, through the Trainer's checkpoint IO).
+    """Writes ``last.ckpt`` at every epoch end (atomically, through the Trainer's checkpoint IO)
+    and, with ``keep``, also ``step<env steps>.ckpt`` beside it without the replay buffers (the
+    policies, critics, temperatures and optimisers of that moment, for ``mode=val`` or a look at
+    how the policy changed; ``resume`` continues from ``last.ckpt``).
 
     Lightning's ``ModelCheckpoint`` skips saves when ``global_step`` has not moved, and with
     manual optimisation over raw optimisers it never moves; this callback saves regardless.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, keep: bool = False) -> None:
         self.path = path
+        self.keep = keep
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        assert isinstance(pl_module, RLModule)
         trainer.save_checkpoint(self.path)
+        if self.keep:
+            with_buffers, pl_module.save_buffers = pl_module.save_buffers, False
+            try:
+                trainer.save_checkpoint(self.path.with_name(f"step{pl_module.env_steps}.ckpt"))
+            finally:
+                pl_module.save_buffers = with_buffers
 
 
 class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
