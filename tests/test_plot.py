@@ -23,6 +23,7 @@ from skillcritic.viz.plots import (
     find_runs,
     group_runs,
     learning_curves,
+    parse_reference,
     plot_runs,
     read_run,
     read_runs,
@@ -235,6 +236,7 @@ def test_cli_writes_beside_the_first_path_and_prints_both_paths(maze: Path) -> N
         (["runs", "--window", "0"], "window must be at least 1"),
         (["runs", "--out", "curves.svg"], "must name a .png file"),
         (["runs"], "has logged rollout/success or rollout/return yet"),
+        (["runs", "--reference", "fast"], "--reference takes VALUE=LABEL, got 'fast'"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -256,3 +258,12 @@ def test_any_logged_scalars_plot_with_tags(maze: Path, tmp_path: Path) -> None:
     assert [float(row[3]) for row in rows] == [0.0, 0.0, 3.0, 3.0, 6.0]
     with pytest.raises(UserError, match="hl/alpha"):
         plot_runs([maze], tmp_path / "e.png", tags=["hl/alpha"])
+
+
+def test_reference_lines_are_drawn_and_labelled(maze: Path, tmp_path: Path) -> None:
+    assert parse_reference("297=AI at 0.7") == (297.0, "AI at 0.7")
+    assert parse_reference("0.5") == (0.5, "0.5")  # the value labels an unnamed line
+    plain, plain_csv = plot_runs([maze], tmp_path / "plain.png")
+    lined, lined_csv = plot_runs([maze], tmp_path / "lined.png", references=["5=bar"])
+    assert lined.read_bytes() != plain.read_bytes()
+    assert lined_csv.read_text() == plain_csv.read_text()  # the CSV holds the runs only

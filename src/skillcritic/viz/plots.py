@@ -34,6 +34,7 @@ METRICS = {"success": "success rate", "return": "return"}  # metric -> y label
 SOURCES = {"rollout": "evaluation episodes", "train": "training episodes"}
 SPREADS = {"std": "mean ± std over seeds", "minmax": "mean and min–max over seeds"}
 DEFAULT_WINDOW = {"rollout": 1, "train": 10}  # evaluations are sparse; training logs are not
+REFERENCE_STYLES = ("--", ":", "-.")  # reference lines: grey, told apart by their dashes
 CSV_COLUMNS = ("agent", "metric", "env_steps", "mean", "spread_low", "spread_high", "n_seeds")
 EVENT_GLOB = "**/events.out.tfevents.*"
 SEED_FOLDER = re.compile(r"seed\d+")
@@ -297,11 +298,27 @@ def _legend(curve: Curve) -> str:
     )
 
 
+def parse_reference(text: str) -> tuple[float, str]:
+    """``VALUE=LABEL`` (e.g. ``297=AI at 0.7``) as a reference line's value and label."""
+    value, _, label = text.partition("=")
+    try:
+        return float(value), label.strip() or value.strip()
+    except ValueError:
+        raise UserError(
+            f"--reference takes VALUE=LABEL, got {text!r}; e.g. --reference '297=AI at 0.7'"
+        ) from None
+
+
 def draw_curves(
-    curves: Sequence[Curve], path: Path, title: str, y_labels: dict[str, str] = METRICS
+    curves: Sequence[Curve],
+    path: Path,
+    title: str,
+    y_labels: dict[str, str] = METRICS,
+    references: Sequence[tuple[float, str]] = (),
 ) -> Path:
     """One panel per metric of ``y_labels`` (default: success, return) vs env steps: mean lines
-    and shaded spreads, as a PNG."""
+    and shaded spreads, as a PNG; ``references`` (value, label) are grey horizontal lines on
+    every panel but success (e.g. a baseline's return)."""
     n = len(y_labels)
     figure, axes = plt.subplots(1, n, figsize=(6 * n, 4.5), squeeze=False)
     labels = sorted({curve.label for curve in curves})
@@ -313,6 +330,10 @@ def draw_curves(
             marker = "o" if len(curve.steps) == 1 else None  # a single point is no line
             axis.plot(curve.steps, curve.mean, color=color, marker=marker, label=_legend(curve))
             axis.fill_between(curve.steps, curve.low, curve.high, color=color, alpha=0.2, lw=0)
+        if metric != "success":
+            for i, (value, label) in enumerate(references):
+                style = REFERENCE_STYLES[i % len(REFERENCE_STYLES)]
+                axis.axhline(value, color="0.3", linestyle=style, lw=1, label=label)
         if shown:
             axis.legend(fontsize=8)
         else:
@@ -348,11 +369,13 @@ def plot_runs(
     spread: str = "std",
     title: str | None = None,
     tags: Sequence[str] | None = None,
+    references: Sequence[str] = (),
 ) -> tuple[Path, Path]:
     """Find the runs under ``paths``, draw their curves into ``out`` (PNG) and write the CSV
     beside it: ``source``'s success and return, or the logged scalars ``tags``. ``out`` defaults
     to ``plot_<source>.png`` (``plot_tags.png``) in the folder holding all ``paths`` (the current
-    folder if that is not writable); ``window`` to 1 point for rollout, 10 for train and tags."""
+    folder if that is not writable); ``window`` to 1 point for rollout, 10 for train and tags.
+    ``references`` are ``VALUE=LABEL`` horizontal lines (drawn, not in the CSV)."""
     window = DEFAULT_WINDOW["train" if tags else source] if window is None else window
     if out is None:
         folder = Path(os.path.commonpath([path.absolute() for path in paths]))
@@ -364,6 +387,7 @@ def plot_runs(
         raise UserError(
             f"the smoothing window must be at least 1 point, got {window}; e.g. --window 5"
         )
+    lines = [parse_reference(text) for text in references]
     shown = panels(source, tags)
     series = read_runs(find_runs(paths), source, tags)
     curves = learning_curves(series, window, spread, list(shown))
@@ -372,13 +396,14 @@ def plot_runs(
     subtitle = f"{what}{SPREADS[spread]}; {smoothing}"
     headline = title or default_title(list(series))
     y_labels = {metric: label for metric, (_, label) in shown.items()}
-    png = draw_curves(curves, out, f"{headline}\n{subtitle}", y_labels)
+    png = draw_curves(curves, out, f"{headline}\n{subtitle}", y_labels, lines)
     return png, write_csv(curves, out.with_suffix(".csv"))
 
 
 def plot_main(argv: Sequence[str] | None = None) -> None:
     """``skillcritic-plot PATH [PATH ...] [--out FILE.png] [--source rollout|train] [--window N]
-    [--spread std|minmax] [--title T] [--tags TAG ...]``: prints the PNG and CSV paths."""
+    [--spread std|minmax] [--title T] [--tags TAG ...] [--reference VALUE=LABEL ...]``: prints
+    the PNG and CSV paths."""
     parser = argparse.ArgumentParser(
         prog="skillcritic-plot",
         description="Success and return vs env steps of skillcritic-rl runs, one line per agent "
@@ -428,10 +453,25 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
         help="plot these logged scalars instead of success and return, one panel each "
         "(e.g. hl/alpha hl/regulariser hl/q_mean)",
     )
+    parser.add_argument(
+        "--reference",
+        nargs="+",
+        default=[],
+        metavar="VALUE=LABEL",
+        help="grey horizontal lines on every panel but success, e.g. a baseline's return "
+        "(--reference '297=AI at 0.7' '328=AI at 0.9')",
+    )
     args = parser.parse_args(argv)
     try:
         png, table = plot_runs(
-            args.paths, args.out, args.source, args.window, args.spread, args.title, args.tags
+            args.paths,
+            args.out,
+            args.source,
+            args.window,
+            args.spread,
+            args.title,
+            args.tags,
+            args.reference,
         )
     except UserError as error:
         sys.stderr.write(f"error: {error}\n")  # one plain line: no wrapping, no traceback
