@@ -5,7 +5,8 @@
 Prints, per number of cars N (one process, numpy only): car-steps per second of ``step``
 (6 physics steps of 60 Hz) alone, and of ``step`` + ``features`` (the 36 observation features,
 what an env step costs); then the car's 0-100 km/h time, 100-0 km/h braking distance and top
-speed, the built-in AI's time on the target ``corner`` task at several aggressiveness levels,
+speed, the built-in AI's time on the target ``corner`` task at several aggressiveness levels
+(and its mean over the demonstrations' range: the teacher the agents must beat),
 and the demonstration generator's throughput. Target: thousands of car-steps/s per core.
 """
 
@@ -93,6 +94,14 @@ def main() -> int:
         _, info = ai_corner_run(grip)
         seconds, wall = info.get("segment_time", float("nan")), info["wall_hit_time"]
         print(f"AI corner time at grip {grip:.2f}: {seconds:.1f} s (wall contact {wall:.1f} s)")
+    # The teacher as it demonstrates: its grip is drawn uniformly from DemoConfig().grip.
+    low, high = DemoConfig().grip
+    grips = np.linspace(low, high, 11)
+    times = [ai_corner_run(float(grip))[1].get("segment_time", float("nan")) for grip in grips]
+    print(
+        f"AI corner time over the demonstrations' grip {low}-{high} (11 levels): mean "
+        f"{np.mean(times):.1f} s, median {np.median(times):.1f} s"
+    )
 
     generator = RacingDemoGenerator(0, DemoConfig())
     start = time.perf_counter()
