@@ -322,6 +322,28 @@ def test_low_level_temperature_floor_is_its_own() -> None:
         AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_min_alpha=-1.0)
 
 
+def test_low_level_actor_steps_with_its_own_learning_rate() -> None:
+    from skillcritic.rl.agents import AgentSpec, build_agent
+
+    def step_sizes(spec: AgentSpec) -> dict[str, float]:
+        opts = build_agent(spec, tiny_prior()).optimizers()
+        return {
+            f"{level}/{name}": opt.param_groups[0]["lr"]
+            for level, named in opts.items()
+            for name, opt in named.items()
+        }
+
+    default = step_sizes(AgentSpec(name="skill_critic", state_dim=4, action_dim=2, lr=3e-4))
+    assert set(default.values()) == {3e-4}
+    steady = step_sizes(
+        AgentSpec(name="skill_critic", state_dim=4, action_dim=2, lr=3e-4, ll_actor_lr=1e-4)
+    )
+    assert steady.pop("ll/actor") == 1e-4
+    assert set(steady.values()) == {3e-4}  # HL, critics and temperatures keep lr
+    with pytest.raises(ValueError, match="ll_actor_lr"):
+        AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_actor_lr=0.0)
+
+
 def test_straight_through_clip_clips_forward_and_passes_the_gradient() -> None:
     from skillcritic.rl.losses import straight_through_clip
 

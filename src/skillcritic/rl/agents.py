@@ -97,6 +97,7 @@ class AgentSpec:
     ll_target_divergence: float = 80.0  # δ_L (skill_critic)
     ll_log_sigma: float = -3.0  # log σ_â of the LL action prior and π_L's initial log σ
     ll_min_alpha: float | None = None  # floor of α_L (skill_critic); None: none
+    ll_actor_lr: float | None = None  # Adam step of π_L (skill_critic); None: lr
     ll_squash: str = "tanh"  # LL actions: tanh(u) (the reference) | clip(u): the decoder's own
     ll_critic_hidden: int = 64
     ll_critic_layers: int = 3
@@ -132,7 +133,7 @@ class AgentSpec:
             )
         if self.ll_squash not in SQUASHES:
             raise ValueError(f"agent.ll_squash must be one of {SQUASHES}, got {self.ll_squash!r}")
-        for name in ("min_alpha", "ll_min_alpha"):
+        for name in ("min_alpha", "ll_min_alpha", "ll_actor_lr"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"agent.{name} must be a positive number or null, got {value}")
@@ -368,7 +369,7 @@ class SkillAgent(nn.Module):
         """Adam optimisers per level: ``{"hl": {...}, "ll": {...}}``."""
         out = {"hl": make_optimizers(self.hl, self.spec.lr)}
         if self.ll is not None:
-            out["ll"] = make_optimizers(self.ll, self.spec.lr)
+            out["ll"] = make_optimizers(self.ll, self.spec.lr, self.spec.ll_actor_lr)
         return out
 
     def hl_critic_input(self, obs: Obs, action: Tensor) -> Tensor:

@@ -276,8 +276,11 @@ class SACLevel(nn.Module):
         return stats
 
 
-def make_optimizers(level: SACLevel, lr: float = 3e-4) -> dict[str, torch.optim.Optimizer]:
-    """Adam optimisers ``{"actor", "critic", "alpha"}`` for a level (frozen params left out).
+def make_optimizers(
+    level: SACLevel, lr: float = 3e-4, actor_lr: float | None = None
+) -> dict[str, torch.optim.Optimizer]:
+    """Adam optimisers ``{"actor", "critic", "alpha"}`` for a level (frozen params left out);
+    the actor steps with ``actor_lr`` when given, else with ``lr``.
 
     Fused Adam: one kernel per step instead of a handful of small ops per parameter tensor.
     """
@@ -287,7 +290,7 @@ def make_optimizers(level: SACLevel, lr: float = 3e-4) -> dict[str, torch.optim.
         "alpha": torch.optim.Adam([level.log_alpha], lr=lr, fused=True),
     }
     if actor_params:
-        optimizers["actor"] = torch.optim.Adam(actor_params, lr=lr, fused=True)
+        optimizers["actor"] = torch.optim.Adam(actor_params, lr=actor_lr or lr, fused=True)
     return optimizers
 
 
