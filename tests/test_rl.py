@@ -88,7 +88,8 @@ def test_keep_checkpoints_keeps_every_evaluation_without_buffers(root: Path) -> 
     cfg = rl_config(root, "spirl", "prefix=keep", "keep_checkpoints=true")
     last = run_rl(cfg)
     folder = last.parent
-    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "step150.ckpt", "step300.ckpt"]
+    names = ["best.ckpt", "last.ckpt", "step150.ckpt", "step300.ckpt"]
+    assert sorted(p.name for p in folder.iterdir()) == names
     early, late = (
         checkpoint_state(folder / "step150.ckpt"),
         checkpoint_state(folder / "step300.ckpt"),
@@ -107,6 +108,13 @@ def test_keep_checkpoints_keeps_every_evaluation_without_buffers(root: Path) -> 
         if k.startswith("agent.hl.actor") and not torch.equal(policy[0][k], policy[1][k])
     ]
     assert changed
+    # best.ckpt is the evaluation with the highest mean return (the earlier on a tie).
+    returns = dict(scalars(Path(cfg.run_dir))["rollout/return"])
+    best_step = max(returns, key=lambda step: (returns[step], -step))
+    best = checkpoint_state(folder / "best.ckpt")
+    assert best["experience"]["buffers"] == {}
+    assert best["updates"] == checkpoint_state(folder / f"step{best_step}.ckpt")["updates"]
+    assert checkpoint_state(last)["best_eval_return"] == pytest.approx(returns[best_step])
     val = rl_config(
         root,
         "spirl",
@@ -172,6 +180,10 @@ def test_skill_critic_stages_resume_and_modes(root: Path, tmp_path: Path) -> Non
     assert second["stage"] == "hybrid"
     assert second["experience"]["collector"]["env_steps"] == 400
     assert second["updates"] == first["updates"] + 20  # 200 more env steps, one update per skill
+    # The best evaluation so far carries over: best.ckpt moves only for a better return.
+    best = max(v for _, v in scalars(Path(cfg.run_dir))["rollout/return"])
+    assert second["best_eval_return"] == pytest.approx(best)
+    assert second["best_eval_return"] >= first["best_eval_return"]
     buffer = second["experience"]["buffers"]["ll"]["state"]
     assert buffer["size"] == 400 - 2  # every env step but each env's pending boundary row
     assert buffer["fields"]["view"].dtype == torch.uint8

@@ -74,6 +74,8 @@ class RLModule(L.LightningModule):
         self._window: dict[str, list[float]] = {}
         self._clock = (time.perf_counter(), 0, 0)  # (time, env steps, updates) at the last log
         self.last_success = float("nan")
+        self.eval_return = float("nan")  # mean return of the latest evaluation
+        self.best_eval_return = -math.inf  # the best of those so far (best.ckpt's)
 
     def attach(self, experience: Experience) -> None:
         """Give the module its experience (collector + replay) before ``fit``."""
@@ -134,6 +136,7 @@ class RLModule(L.LightningModule):
             "updates": self.updates,
             "torch_rng": torch.get_rng_state(),
             "stage": self.agent.stage,
+            "best_eval_return": self.best_eval_return,
         }
         if self.experience is not None:
             state["experience"] = self.experience.state_dict(self.save_buffers)
@@ -144,6 +147,7 @@ class RLModule(L.LightningModule):
         self.updates = int(state["updates"])
         torch.set_rng_state(state["torch_rng"])
         self.agent.set_stage(state["stage"])
+        self.best_eval_return = float(state.get("best_eval_return", -math.inf))
         if self.experience is not None and "experience" in state:
             self.experience.load_state_dict(state["experience"])
             self._clock = (time.perf_counter(), self.env_steps, self.updates)
@@ -285,6 +289,7 @@ class Evaluation(L.Callback):
         pl_module.train(was_training)
         step = pl_module.env_steps
         pl_module.last_success = result.success_rate
+        pl_module.eval_return = float(result.returns.mean())
         if trainer.logger is not None:
             trainer.logger.log_metrics(
                 {
@@ -323,8 +328,9 @@ def save_episode_media(
 
 
 class LastCheckpoint(L.Callback):
-    """Writes ``last.ckpt`` at every epoch end (atomically, through the Trainer's checkpoint IO)
-    and, with ``keep``, also ``step<env steps>.ckpt`` beside it without the replay buffers (the
+    """Writes ``last.ckpt`` at every epoch end (atomically, through the Trainer's checkpoint IO);
+    beside it, without the replay buffers, ``best.ckpt`` whenever the evaluation's mean return is
+    the best so far (ties keep the earlier) and, with ``keep``, ``step<env steps>.ckpt`` (the
     policies, critics, temperatures and optimisers of that moment, for ``mode=val`` or a look at
     how the policy changed; ``resume`` continues from ``last.ckpt``).
 
@@ -338,13 +344,18 @@ class LastCheckpoint(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         assert isinstance(pl_module, RLModule)
+        best = pl_module.eval_return > pl_module.best_eval_return  # False without an evaluation
+        if best:
+            pl_module.best_eval_return = pl_module.eval_return
         trainer.save_checkpoint(self.path)
-        if self.keep:
-            with_buffers, pl_module.save_buffers = pl_module.save_buffers, False
-            try:
-                trainer.save_checkpoint(self.path.with_name(f"step{pl_module.env_steps}.ckpt"))
-            finally:
-                pl_module.save_buffers = with_buffers
+        names = [f"step{pl_module.env_steps}.ckpt"] if self.keep else []
+        names += ["best.ckpt"] if best else []
+        with_buffers, pl_module.save_buffers = pl_module.save_buffers, False
+        try:
+            for name in names:
+                trainer.save_checkpoint(self.path.with_name(name))
+        finally:
+            pl_module.save_buffers = with_buffers
 
 
 class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
