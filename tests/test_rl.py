@@ -175,8 +175,11 @@ def test_skill_critic_stages_resume_and_modes(root: Path, tmp_path: Path) -> Non
         run_rl(rl_config(root, "skill_critic", *stages))
     with pytest.raises(UserError, match="checkpoint of agent skill_critic, not spirl_cd"):
         run_rl(rl_config(root, "spirl_cd", "prefix=stages", f"resume={last}"))
-    run_rl(rl_config(root, "skill_critic", *stages, "total_env_steps=400", "resume=latest"))
+    resume = ("total_env_steps=400", "resume=latest", "agent.lr=1e-4")  # the new lr applies
+    run_rl(rl_config(root, "skill_critic", *stages, *resume))
     second = checkpoint_state(last)
+    step_sizes = {g["lr"] for o in torch.load(last)["optimizer_states"] for g in o["param_groups"]}
+    assert step_sizes == {1e-4}
     assert second["stage"] == "hybrid"
     assert second["experience"]["collector"]["env_steps"] == 400
     assert second["updates"] == first["updates"] + 20  # 200 more env steps, one update per skill

@@ -71,6 +71,7 @@ class RLModule(L.LightningModule):
         self.experience: Experience | None = None
         self.updates = 0
         self._optimizers: dict[str, dict[str, torch.optim.Optimizer]] = {}
+        self._step_sizes: list[float] = []  # configured lr of each optimiser, in order
         self._window: dict[str, list[float]] = {}
         self._clock = (time.perf_counter(), 0, 0)  # (time, env steps, updates) at the last log
         self.last_success = float("nan")
@@ -89,7 +90,16 @@ class RLModule(L.LightningModule):
 
     def configure_optimizers(self) -> list[torch.optim.Optimizer]:
         self._optimizers = self.agent.optimizers()
-        return [opt for level in self._optimizers.values() for opt in level.values()]
+        optimizers = [opt for level in self._optimizers.values() for opt in level.values()]
+        self._step_sizes = [opt.param_groups[0]["lr"] for opt in optimizers]
+        return optimizers
+
+    def on_train_start(self) -> None:
+        # A resumed optimiser brings its checkpoint's step size; the configured one wins, so
+        # that ``agent.lr=… resume=latest`` changes it.
+        for opt, lr in zip(self.trainer.optimizers, self._step_sizes, strict=True):
+            for group in opt.param_groups:
+                group["lr"] = lr
 
     def training_step(self, batch: dict[str, dict[str, Tensor]], batch_idx: int) -> None:
         metrics = self.agent.update(batch["hl"], batch.get("ll"), self._optimizers)
