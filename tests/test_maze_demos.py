@@ -17,6 +17,7 @@ from skillcritic.envs.maze.demos import (
 )
 from skillcritic.envs.maze.layout import connected_components
 from skillcritic.envs.maze.physics import MazePhysics
+from skillcritic.envs.maze.planner import shortest_path
 
 SEED = 2024
 N_DEMOS = 30
@@ -150,6 +151,36 @@ def test_failed_demo_returns_none() -> None:
     outcome = generate_demo(0, 0, config)
     assert outcome.demo is None
     assert outcome.attempts == 3 and outcome.successes == 0
+
+
+def test_keep_unfinished_cuts_at_max_steps() -> None:
+    # 60 steps cover ~2 cells: most goals are farther, and such demos are kept, cut at 60 steps,
+    # marked unsuccessful (stored as truncated) and rewarded only where they pass the goal.
+    config = DemoConfig(min_steps=50, max_steps=60, keep_unfinished=True)
+    demos = [generate_demo(SEED, i, config).demo for i in range(8)]
+    unfinished = [d for d in demos if not d.success]
+    assert unfinished, "expected at least one demonstration that ran out of steps"
+    for demo in unfinished:
+        assert demo.actions.shape == (60, 2) and demo.states.shape == (61, 4)
+    # Without keep_unfinished the same demonstrations need more tries or fail.
+    strict = [
+        generate_demo(SEED, i, dataclasses.replace(config, keep_unfinished=False)) for i in range(8)
+    ]
+    assert all(o.demo is None or o.demo.success for o in strict)
+
+
+def test_waypoint_offset_shifts_the_path() -> None:
+    # No noise, offset -0.3: the controller passes within reach_tol of (first path cell - 0.3).
+    config = DemoConfig(waypoint_jitter=0.0, waypoint_offset=-0.3)
+    demo = generate_demo(SEED, 0, config).demo
+    walls = demo.options["walls"].astype(bool)
+    path = shortest_path(walls, tuple(demo.options["start"]), tuple(demo.options["goal"]))
+    assert len(path) > 2
+    waypoint = path[1] - 0.3
+    closest = np.linalg.norm(demo.states[:, :2] - waypoint, axis=1).min()
+    assert closest <= config.reach_tol + 1e-5, closest
+    # The unshifted cell centre is never reached that closely on the way past it.
+    assert np.linalg.norm(demo.states[:, :2] - path[1], axis=1).min() > config.reach_tol
 
 
 # --------------------------------------------------------------------------------------------

@@ -28,11 +28,16 @@ class DemoConfig:
     Args:
         layout_size: interior cells per side of the random layouts (the border is added).
         coverage: fraction of interior cells covered by T walls.
-        max_steps: physics steps before a demonstration counts as failed.
+        max_steps: physics steps before a demonstration counts as failed (or is cut there, with
+            ``keep_unfinished``).
+        keep_unfinished: keep a demonstration that has not reached its goal after ``max_steps``
+            (when longer than ``min_steps``), as the reference does with its 500-step cap.
         min_steps: demonstrations of at most this many steps are dropped (too short to be skills).
         start_noise: half-width of the uniform noise on the start position, in cells.
         velocity_noise: standard deviation of the initial velocity, in cells/s.
         waypoint_jitter: half-width of the uniform noise on intermediate waypoints, in cells.
+        waypoint_offset: constant shift of that noise, in cells (the reference's ``-U(0, 0.2)``
+            per axis is ``waypoint_jitter=0.1, waypoint_offset=-0.1``).
         gain, damping: the PD controller's position gain and velocity damping.
         reach_tol: distance at which a waypoint counts as reached, in cells.
         max_tries: attempts per demonstration before giving up (each with a new layout).
@@ -42,10 +47,12 @@ class DemoConfig:
     layout_size: int = 20
     coverage: float = 0.25
     max_steps: int = 2000
+    keep_unfinished: bool = False
     min_steps: int = 50
     start_noise: float = 0.1
     velocity_noise: float = 0.1
     waypoint_jitter: float = 0.1
+    waypoint_offset: float = 0.0
     gain: float = 10.0
     damping: float = 1.0
     reach_tol: float = 0.1
@@ -121,7 +128,8 @@ def generate_demo(seed: int, index: int, config: DemoConfig) -> DemoOutcome:
     """Demonstration ``index`` of the collection seeded with ``seed``.
 
     Tries fresh layouts (each try its own random stream) until the controller reaches the goal
-    in more than ``min_steps`` steps, up to ``max_tries``.
+    (or, with ``keep_unfinished``, runs out of steps) in more than ``min_steps`` steps, up to
+    ``max_tries``.
     """
     attempts = successes = 0
     physics_seconds = 0.0
@@ -135,7 +143,7 @@ def generate_demo(seed: int, index: int, config: DemoConfig) -> DemoOutcome:
             continue
         waypoints = path[1:].astype(np.float64)
         # Jitter the intermediate waypoints (not the goal) so demonstrations are not all on-grid.
-        waypoints[:-1] += rng.uniform(
+        waypoints[:-1] += config.waypoint_offset + rng.uniform(
             -config.waypoint_jitter, config.waypoint_jitter, waypoints[:-1].shape
         )
         physics = MazePhysics(walls)
@@ -147,13 +155,13 @@ def generate_demo(seed: int, index: int, config: DemoConfig) -> DemoOutcome:
         attempts += 1
         successes += reached
         physics_seconds += seconds
-        if reached and len(actions) > config.min_steps:
+        if (reached or config.keep_unfinished) and len(actions) > config.min_steps:
             distance = np.linalg.norm(states[1:, :2] - goal, axis=1)
             demo = Demo(
                 states=states.astype(np.float32),
                 actions=actions.astype(np.float32),
                 rewards=(distance <= config.goal_radius).astype(np.float32),
-                success=True,
+                success=reached,
                 options={"walls": walls.astype(np.uint8), "start": start, "goal": goal},
             )
             return DemoOutcome(demo, attempts, successes, physics_seconds)
