@@ -150,9 +150,11 @@ def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
     assert again.returncode == 2 and "resume=latest" in again.stderr
     assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 8
 
-    resumed = run([*TINY, "trainer.max_steps=12", "resume=latest"], tmp_path)
+    resumed = run([*TINY, "trainer.max_steps=12", "resume=latest", "prior.lr=3e-4"], tmp_path)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
-    assert torch.load(last, map_location="cpu", weights_only=True)["global_step"] == 12
+    checkpoint = torch.load(last, map_location="cpu", weights_only=True)
+    assert checkpoint["global_step"] == 12
+    assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 3e-4  # the new lr applies
 
     wrong = run([*TINY, "prior=open_loop", f"resume={last}"], tmp_path)
     assert wrong.returncode == 2 and "holds a closed_loop prior" in wrong.stderr

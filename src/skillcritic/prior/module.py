@@ -119,6 +119,12 @@ class SkillPriorModule(L.LightningModule):
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.RAdam(self.parameters(), lr=self.lr, betas=(0.9, 0.999))
 
+    def on_train_start(self) -> None:
+        # A resumed optimiser brings its checkpoint's step size; the configured one wins, so
+        # that ``prior.lr=… resume=latest`` changes it.
+        for group in self.trainer.optimizers[0].param_groups:
+            group["lr"] = self.lr
+
 
 def spec_dict(spec: SkillSpec) -> dict[str, Any]:
     """A ``SkillSpec`` as plain values (for ``hyper_parameters`` in checkpoints)."""
