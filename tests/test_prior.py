@@ -10,16 +10,18 @@ import lightning as L
 import numpy as np
 import pytest
 import torch
+from hydra import compose, initialize_config_dir
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from conftest import BIN
+from skillcritic.cli import config_dir
 from skillcritic.data.collect import collect_dataset
 from skillcritic.data.windows import WindowDataModule
 from skillcritic.envs.maze.demos import DemoConfig, MazeDemoGenerator
 from skillcritic.errors import UserError
 from skillcritic.models.skills import VARIANTS, SkillSpec
 from skillcritic.prior.module import NonFiniteLossError, SkillPriorModule, spec_dict
-from skillcritic.train_prior import load_prior
+from skillcritic.train_prior import load_prior, train_prior
 
 DATASET = "skillcritic/prior-test-v0"
 
@@ -163,6 +165,34 @@ def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
     assert check.returncode == 0, check.stderr[-3000:]
     assert "prior check closed_loop on spirl: success" in check.stderr
     assert (run_dir / "check/visits.png").is_file() and (run_dir / "check/paths.png").is_file()
+
+
+def test_last_checkpoint_follows_every_validation(tmp_path: Path, monkeypatch) -> None:
+    # val/rec rises with the step, so the first validation (step 4) stays the best, and training
+    # dies at step 10 before the final save: last.ckpt must still hold step 8, the latest one.
+    paths = [f"paths.data_dir={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'outputs'}"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose("train_prior", [*TINY, "trainer.max_steps=12", *paths])
+    losses, training_step = SkillPriorModule._losses, SkillPriorModule.training_step
+
+    def rising_val_rec(self, batch):
+        terms = losses(self, batch)
+        if not self.training:
+            terms["rec"] = torch.tensor(float(self.global_step))
+        return terms
+
+    def dies_at_step_10(self, batch, batch_idx):
+        if self.global_step == 10:
+            raise NonFiniteLossError("loss term 'rec' became nan at step 10")
+        return training_step(self, batch, batch_idx)
+
+    monkeypatch.setattr(SkillPriorModule, "_losses", rising_val_rec)
+    monkeypatch.setattr(SkillPriorModule, "training_step", dies_at_step_10)
+    with pytest.raises(UserError, match="step 10"):
+        train_prior(cfg)
+    checkpoints = tmp_path / "outputs/prior/maze/closed_loop/default/seed0/checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-4.ckpt", "last.ckpt"]
+    assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 8
 
 
 def test_missing_dataset_without_auto_collect_names_the_command(tmp_path: Path) -> None:

@@ -18,6 +18,7 @@ from lightning.pytorch.loggers import CSVLogger, TensorBoardLogger
 from omegaconf import DictConfig
 from torch import Tensor
 
+from skillcritic.checkpoint_io import AtomicCheckpointIO
 from skillcritic.collect_data import collect_data, make_env
 from skillcritic.data.minari_io import dataset_path, is_minari_dataset
 from skillcritic.data.windows import CONSTANT_STD, WindowDataModule
@@ -254,15 +255,22 @@ def train_prior(cfg: DictConfig) -> Path:
         on_validation=_pictures(cfg, run_dir),
     )
     logger = make_logger(cfg, run_dir)
-    checkpoints = ModelCheckpoint(
+    best = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
         filename="best-{step}",
         monitor="val/rec",
         mode="min",
         save_top_k=1,
-        save_last=True,
         auto_insert_metric_name=False,
-        enable_version_counter=False,  # last.ckpt is always the latest, also in a copied folder
+        enable_version_counter=False,
+    )
+    # last.ckpt at every validation: Lightning's save_last writes it only beside a new best,
+    # which would leave resume=latest behind by every update since the best validation.
+    latest = ModelCheckpoint(
+        dirpath=run_dir / CHECKPOINTS,
+        filename="last",
+        save_top_k=1,
+        enable_version_counter=False,  # always last.ckpt, also in a copied folder
     )
     try:
         trainer = L.Trainer(
@@ -277,7 +285,8 @@ def train_prior(cfg: DictConfig) -> Path:
             num_sanity_val_steps=0,
             logger=logger,
             default_root_dir=run_dir,
-            callbacks=[checkpoints, StepProgressBar()],
+            callbacks=[best, latest, StepProgressBar()],
+            plugins=[AtomicCheckpointIO()],
             enable_model_summary=False,
         )
     except MisconfigurationException as error:  # e.g. trainer=gpu on a machine without one

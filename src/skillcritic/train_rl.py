@@ -22,6 +22,7 @@ from lightning.fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
+from skillcritic.checkpoint_io import AtomicCheckpointIO
 from skillcritic.collect_data import make_env
 from skillcritic.data.collect import Demo, to_episode_buffer
 from skillcritic.data.minari_io import DatasetError, load_dataset, write_dataset
@@ -31,7 +32,6 @@ from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.agents import AGENT_PRIORS, AgentSpec
 from skillcritic.rl.experience import Experience, ExperienceStream, Schedule, make_vector_env
 from skillcritic.rl.module import (
-    AtomicCheckpointIO,
     EnvStepProgress,
     Episodes,
     Evaluation,

@@ -368,19 +368,6 @@ class LastCheckpoint(L.Callback):
             pl_module.save_buffers = with_buffers
 
 
-class AtomicCheckpointIO(L.pytorch.plugins.TorchCheckpointIO):
-    """Checkpoints are written to a temporary file and renamed into place (never half-written)."""
-
-    def save_checkpoint(
-        self, checkpoint: dict[str, Any], path: Any, storage_options: Any = None
-    ) -> None:
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        super().save_checkpoint(checkpoint, tmp, storage_options)
-        tmp.replace(path)
-
-
 class EnvStepProgress(L.Callback):
     """A rich progress bar over env steps (not batches) with updates and the latest success."""
 
