@@ -162,6 +162,8 @@ def test_keep_unfinished_cuts_at_max_steps() -> None:
     assert unfinished, "expected at least one demonstration that ran out of steps"
     for demo in unfinished:
         assert demo.actions.shape == (60, 2) and demo.states.shape == (61, 4)
+        distance = np.linalg.norm(demo.states[1:, :2] - demo.options["goal"], axis=1)
+        np.testing.assert_array_equal(demo.rewards, distance <= config.goal_radius)
     # Without keep_unfinished the same demonstrations need more tries or fail.
     strict = [
         generate_demo(SEED, i, dataclasses.replace(config, keep_unfinished=False)) for i in range(8)
