@@ -139,7 +139,7 @@ def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 8
     assert checkpoint["hyper_parameters"]["spec"]["variant"] == "closed_loop"
-    assert list((run_dir / "checkpoints").glob("best-*.ckpt"))
+    assert (run_dir / "checkpoints/best.ckpt").is_file()
     events = EventAccumulator(str(run_dir / "tensorboard"))
     events.Reload()
     assert {"train/total", "train/rec", "val/rec", "val/best_of_n_mse"} <= set(
@@ -167,9 +167,13 @@ def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
     assert (run_dir / "check/visits.png").is_file() and (run_dir / "check/paths.png").is_file()
 
 
-def test_last_checkpoint_follows_every_validation(tmp_path: Path, monkeypatch) -> None:
-    # val/rec rises with the step, so the first validation (step 4) stays the best, and training
-    # dies at step 10 before the final save: last.ckpt must still hold step 8, the latest one.
+@pytest.mark.parametrize(("val_rec_sign", "best_step"), [(1, 4), (-1, 8)])
+def test_last_and_best_checkpoints_follow_the_validations(
+    tmp_path: Path, monkeypatch, val_rec_sign: int, best_step: int
+) -> None:
+    # Validations at steps 4 and 8; val/rec rises (best stays step 4) or falls (best moves to
+    # step 8, at the same path) with the step. Training dies at step 10 before the final save:
+    # last.ckpt must still hold step 8, the latest validation.
     paths = [f"paths.data_dir={tmp_path / 'data'}", f"paths.outputs={tmp_path / 'outputs'}"]
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
         cfg = compose("train_prior", [*TINY, "trainer.max_steps=12", *paths])
@@ -178,7 +182,7 @@ def test_last_checkpoint_follows_every_validation(tmp_path: Path, monkeypatch) -
     def rising_val_rec(self, batch):
         terms = losses(self, batch)
         if not self.training:
-            terms["rec"] = torch.tensor(float(self.global_step))
+            terms["rec"] = torch.tensor(float(val_rec_sign * self.global_step))
         return terms
 
     def dies_at_step_10(self, batch, batch_idx):
@@ -191,8 +195,9 @@ def test_last_checkpoint_follows_every_validation(tmp_path: Path, monkeypatch) -
     with pytest.raises(UserError, match="step 10"):
         train_prior(cfg)
     checkpoints = tmp_path / "outputs/prior/maze/closed_loop/default/seed0/checkpoints"
-    assert sorted(p.name for p in checkpoints.iterdir()) == ["best-4.ckpt", "last.ckpt"]
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
     assert torch.load(checkpoints / "last.ckpt", weights_only=True)["global_step"] == 8
+    assert torch.load(checkpoints / "best.ckpt", weights_only=True)["global_step"] == best_step
 
 
 def test_missing_dataset_without_auto_collect_names_the_command(tmp_path: Path) -> None:

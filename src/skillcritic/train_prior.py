@@ -257,11 +257,10 @@ def train_prior(cfg: DictConfig) -> Path:
     logger = make_logger(cfg, run_dir)
     best = ModelCheckpoint(
         dirpath=run_dir / CHECKPOINTS,
-        filename="best-{step}",
+        filename="best",  # one stable path (overwritten by a better one) that RL runs can name
         monitor="val/rec",
         mode="min",
         save_top_k=1,
-        auto_insert_metric_name=False,
         enable_version_counter=False,
     )
     # last.ckpt at every validation: Lightning's save_last writes it only beside a new best,
