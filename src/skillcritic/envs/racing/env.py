@@ -187,7 +187,32 @@ class RacingTasks:
         }
 
 
-class RacingEnv(gymnasium.Env):
+class _RacingView:
+    """What the single and the vector env share: their track, simulator and frames."""
+
+    tasks: RacingTasks
+    render_mode: str | None
+    _painter: TrackPainter | None = None
+
+    @property
+    def track(self) -> Track:
+        return self.tasks.track
+
+    @property
+    def sim(self) -> RacingSim:
+        return self.tasks.sim
+
+    def render(self) -> np.ndarray | None:
+        """A top-down RGB frame of the whole track with every car (``rgb_array``)."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._painter is None:
+            self._painter = TrackPainter(self.track, segment=CORNER_SEGMENT)
+        car = self.sim.car
+        return self._painter(np.stack([car.x, car.y], axis=1), car.yaw)
+
+
+class RacingEnv(_RacingView, gymnasium.Env):
     """One car on the target track; the ``corner`` or ``lap`` task (see the module docstring).
 
     Observation: a Dict with ``state`` = the 36 GTS features, float32 (``RacingSim.features``).
@@ -215,15 +240,6 @@ class RacingEnv(gymnasium.Env):
         self.render_mode = render_mode
         self.observation_space = observation_space()
         self.action_space = spaces.Box(-1.0, 1.0, (2,), dtype=np.float32)
-        self._painter: TrackPainter | None = None
-
-    @property
-    def track(self) -> Track:
-        return self.tasks.track
-
-    @property
-    def sim(self) -> RacingSim:
-        return self.tasks.sim
 
     def _info(self) -> dict[str, Any]:
         info = {key: value[0].item() for key, value in self.tasks.infos().items()}
@@ -245,17 +261,8 @@ class RacingEnv(gymnasium.Env):
         obs = {"state": self.tasks.observations()[0]}
         return obs, float(rewards[0]), bool(terminated[0]), bool(truncated[0]), self._info()
 
-    def render(self) -> np.ndarray | None:
-        """A top-down RGB frame of the whole track and the car (``rgb_array``)."""
-        if self.render_mode != "rgb_array":
-            return None
-        if self._painter is None:
-            self._painter = TrackPainter(self.track, segment=CORNER_SEGMENT)
-        car = self.sim.car
-        return self._painter(np.stack([car.x, car.y], axis=1), car.yaw)
 
-
-class RacingVectorEnv(gymnasium.vector.VectorEnv):
+class RacingVectorEnv(_RacingView, gymnasium.vector.VectorEnv):
     """``num_envs`` cars on one track stepped together (one numpy call per physics step).
 
     Behaves like ``SyncVectorEnv`` over ``num_envs`` ``RacingEnv``s with the same arguments
@@ -293,15 +300,6 @@ class RacingVectorEnv(gymnasium.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, self.num_envs)
         self._rngs = [seeding.np_random()[0] for _ in range(self.num_envs)]
         self._needs_reset = np.zeros(self.num_envs, dtype=bool)
-        self._painter: TrackPainter | None = None
-
-    @property
-    def track(self) -> Track:
-        return self.tasks.track
-
-    @property
-    def sim(self) -> RacingSim:
-        return self.tasks.sim
 
     def _infos(self, cars: np.ndarray | None = None) -> dict[str, Any]:
         """The infos of ``cars`` (a mask; all cars by default) as ``SyncVectorEnv`` batches
@@ -369,12 +367,3 @@ class RacingVectorEnv(gymnasium.vector.VectorEnv):
             self._needs_reset = done
         obs = {"state": self.tasks.observations()}
         return obs, rewards, terminated, truncated, infos | self._infos()
-
-    def render(self) -> np.ndarray | None:
-        """A top-down RGB frame of the whole track with every car."""
-        if self.render_mode != "rgb_array":
-            return None
-        if self._painter is None:
-            self._painter = TrackPainter(self.track, segment=CORNER_SEGMENT)
-        car = self.sim.car
-        return self._painter(np.stack([car.x, car.y], axis=1), car.yaw)
