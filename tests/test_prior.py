@@ -179,7 +179,7 @@ def test_last_and_best_checkpoints_follow_the_validations(
         cfg = compose("train_prior", [*TINY, "trainer.max_steps=12", *paths])
     losses, training_step = SkillPriorModule._losses, SkillPriorModule.training_step
 
-    def rising_val_rec(self, batch):
+    def stepped_val_rec(self, batch):
         terms = losses(self, batch)
         if not self.training:
             terms["rec"] = torch.tensor(float(val_rec_sign * self.global_step))
@@ -190,7 +190,7 @@ def test_last_and_best_checkpoints_follow_the_validations(
             raise NonFiniteLossError("loss term 'rec' became nan at step 10")
         return training_step(self, batch, batch_idx)
 
-    monkeypatch.setattr(SkillPriorModule, "_losses", rising_val_rec)
+    monkeypatch.setattr(SkillPriorModule, "_losses", stepped_val_rec)
     monkeypatch.setattr(SkillPriorModule, "training_step", dies_at_step_10)
     with pytest.raises(UserError, match="step 10"):
         train_prior(cfg)
