@@ -3,16 +3,19 @@ short SAC / SPiRL-cl / Skill-Critic runs with real updates on the corner task.""
 
 from pathlib import Path
 
+import gymnasium
 import numpy as np
 import pytest
 import torch
+from gymnasium.vector import AutoresetMode
 
 from skillcritic.collect_data import collect_data
 from skillcritic.data.minari_io import load_dataset
 from skillcritic.data.windows import EpisodeArrays
+from skillcritic.envs.racing.env import RacingVectorEnv
 from skillcritic.rl.agents import AGENT_PRIORS
 from skillcritic.train_prior import train_prior
-from skillcritic.train_rl import load_module, run_rl
+from skillcritic.train_rl import load_module, make_train_envs, run_rl
 from test_rl import SHORT, TINY_PRIOR, config
 
 DATA = ["env=racing", "data=small", "data.episodes=8", "data.workers=1"]
@@ -35,6 +38,21 @@ def test_racing_prior_stores_the_normalisation(root: Path) -> None:
     mean, std = state["state_mean"], state["state_std"]
     assert mean.shape == std.shape == (36,)
     assert torch.all(std > 0) and torch.isfinite(mean).all()
+
+
+def test_racing_runs_collect_with_the_batched_vector_env() -> None:
+    cfg = config("train_rl", ["env=racing", "env.kwargs.max_steps=5"])
+    envs = make_train_envs(cfg, 3)
+    assert isinstance(envs, RacingVectorEnv)  # all cars in one numpy call, not 3 envs
+    assert envs.autoreset_mode == AutoresetMode.SAME_STEP  # what the collector needs
+    envs.reset(seed=0)
+    for _ in range(4):
+        assert not envs.step(np.zeros((3, 2)))[3].any()
+    _, _, terminated, truncated, info = envs.step(np.zeros((3, 2)))
+    assert truncated.all() and not terminated.any()  # the configured max_steps reached the env
+    assert "final_obs" in info
+    maze = make_train_envs(config("train_rl", ["env=maze"]), 2)
+    assert isinstance(maze, gymnasium.vector.SyncVectorEnv)
 
 
 @pytest.mark.parametrize("agent", ["sac", "spirl_cl", "skill_critic"])

@@ -24,17 +24,23 @@ from skillcritic.errors import UserError
 log = logging.getLogger(__name__)
 
 
+def env_kwargs(cfg: DictConfig, **overrides: object) -> dict[str, object]:
+    """The keyword arguments of the env's target task (``env.kwargs``, ``env.task``, then
+    ``overrides``)."""
+    kwargs = OmegaConf.to_container(cfg.env.kwargs)
+    if cfg.env.get("task") is not None:
+        kwargs["task"] = cfg.env.task
+    return kwargs | overrides
+
+
 def make_env(cfg: DictConfig, **overrides: object) -> gymnasium.Env:
     """The env's target task (``overrides`` replace env kwargs, e.g. a start cell).
 
     Observations are always a Dict with a ``state`` (and, for image envs, ``view``): a plain
     gymnasium env with a Box observation is wrapped so that its observation is the ``state``.
     """
-    kwargs = OmegaConf.to_container(cfg.env.kwargs) | overrides
-    if cfg.env.get("task") is not None:
-        kwargs["task"] = cfg.env.task
     try:
-        env = gymnasium.make(cfg.env.id, **kwargs)
+        env = gymnasium.make(cfg.env.id, **env_kwargs(cfg, **overrides))
     except (TypeError, ValueError, gymnasium.error.Error) as error:
         # LayoutError is a ValueError and a UserError; unknown ids are gymnasium errors
         raise UserError(f"cannot make env {cfg.env.name}: {error}") from error

@@ -23,7 +23,7 @@ from omegaconf import DictConfig
 from torch.utils.data import DataLoader
 
 from skillcritic.checkpoint_io import AtomicCheckpointIO
-from skillcritic.collect_data import make_env
+from skillcritic.collect_data import env_kwargs, make_env
 from skillcritic.data.collect import Demo, to_episode_buffer
 from skillcritic.data.minari_io import DatasetError, load_dataset, write_dataset
 from skillcritic.data.windows import EpisodeArrays, normalisation_statistics
@@ -209,6 +209,21 @@ def _eval_env(cfg: DictConfig, render: bool) -> gymnasium.Env:
     return make_env(cfg, render_mode="rgb_array") if render else make_env(cfg)
 
 
+def make_train_envs(cfg: DictConfig, num_envs: int) -> gymnasium.vector.VectorEnv:
+    """The collector's ``num_envs`` envs (SAME_STEP autoreset): the env's own batched vector env
+    where it registers one (racing: all cars in one numpy call per physics step, the same
+    episodes as separate envs), else a ``SyncVectorEnv`` of :func:`make_env`."""
+    if gymnasium.spec(cfg.env.id).vector_entry_point is None:
+        return make_vector_env(partial(make_env, cfg), num_envs)
+    return gymnasium.make_vec(
+        cfg.env.id,
+        num_envs,
+        vectorization_mode="vector_entry_point",
+        autoreset_mode=gymnasium.vector.AutoresetMode.SAME_STEP,
+        **env_kwargs(cfg),
+    )
+
+
 def train_rl(cfg: DictConfig) -> Path:
     """Train the configured agent; returns the path of the last checkpoint."""
     run_dir = Path(cfg.run_dir)
@@ -237,7 +252,7 @@ def train_rl(cfg: DictConfig) -> Path:
     if num_envs < 1:
         raise UserError(f"num_envs must be >= 1, got {num_envs}")
     module, prior_path = build_module(cfg)
-    envs = make_vector_env(partial(make_env, cfg), num_envs)
+    envs = make_train_envs(cfg, num_envs)
     experience = Experience(module.agent, envs, module.schedule, int(cfg.seed))
     module.attach(experience)
     if prior_path is not None:
