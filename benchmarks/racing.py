@@ -1,6 +1,7 @@
 """Racing simulator speed and the car's and the AI's numbers.
 
     .venv/bin/python benchmarks/racing.py [--cars 1 8 32 128 512] [--seconds 2]
+                                          [--start-speeds 144]
 
 Prints, per number of cars N (one process, numpy only): car-steps per second of ``step``
 (6 physics steps of 60 Hz) alone, and of ``step`` + ``features`` (the 36 observation features,
@@ -67,6 +68,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cars", type=int, nargs="+", default=[1, 8, 32, 128, 512])
     parser.add_argument("--seconds", type=float, default=2.0, help="timing per configuration")
+    parser.add_argument(
+        "--start-speeds",
+        type=float,
+        nargs="+",
+        default=[144.0],
+        help="km/h: the teacher's mean corner time launched at each (the task's start is 144)",
+    )
     args = parser.parse_args()
     threads = os.environ.get("OMP_NUM_THREADS", "unset")
     print(
@@ -97,11 +105,17 @@ def main() -> int:
     # The teacher as it demonstrates: its grip is drawn uniformly from DemoConfig().grip.
     low, high = DemoConfig().grip
     grips = np.linspace(low, high, 11)
-    times = [ai_corner_run(float(grip))[1].get("segment_time", float("nan")) for grip in grips]
-    print(
-        f"AI corner time over the demonstrations' grip {low}-{high} (11 levels): mean "
-        f"{np.mean(times):.1f} s, median {np.median(times):.1f} s"
-    )
+    for start_speed in args.start_speeds:
+        times = [
+            ai_corner_run(float(grip), start_speed)[1].get("segment_time", float("nan"))
+            for grip in grips
+        ]
+        print(
+            f"AI corner time from {start_speed:.0f} km/h over the demonstrations' grip "
+            f"{low}-{high} (11 levels): mean {np.mean(times):.2f} s (return "
+            f"{600 - 10 * np.mean(times):.1f}), median {np.median(times):.1f} s, "
+            f"range {min(times):.1f}-{max(times):.1f} s"
+        )
 
     generator = RacingDemoGenerator(0, DemoConfig())
     start = time.perf_counter()

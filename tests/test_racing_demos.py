@@ -62,6 +62,9 @@ def test_ai_corner_time_on_the_target_task() -> None:
         assert terminated and info["wall_hit_time"] == 0.0
         times[grip] = info["segment_time"]
     assert 20.0 < times[0.95] < times[0.8] < 35.0
+    # launched slower, the same driver needs longer for the same segment
+    terminated, info = ai_corner_run(0.8, start_speed=100.0)
+    assert terminated and info["segment_time"] > times[0.8]
 
 
 def test_demonstrations_are_well_formed() -> None:

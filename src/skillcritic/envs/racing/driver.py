@@ -147,11 +147,12 @@ class AIDriver:
         return np.clip(np.stack([steer, pedal], axis=1), -1.0, 1.0)
 
 
-def ai_corner_run(grip: float) -> tuple[bool, dict[str, Any]]:
-    """The built-in AI with aggressiveness ``grip`` on the target ``corner`` task (reset seed 0):
-    whether it reached the segment end, and the last step's info (``segment_time`` s,
-    ``wall_hit_time`` s). Its segment time is the bar the agents must beat."""
-    env = RacingEnv(task="corner")
+def ai_corner_run(grip: float, start_speed: float = 144.0) -> tuple[bool, dict[str, Any]]:
+    """The built-in AI with aggressiveness ``grip`` on the target ``corner`` task (reset seed 0),
+    launched at ``start_speed`` km/h: whether it reached the segment end, and the last step's
+    info (``segment_time`` s, ``wall_hit_time`` s). Its segment time is the bar the agents must
+    beat."""
+    env = RacingEnv(task="corner", start_speed=start_speed)
     env.reset(seed=0)
     driver = AIDriver(env.sim, grip)
     while True:
