@@ -23,7 +23,8 @@ import numpy as np
 from skillcritic.envs.racing.car import CarParams, CarState, integrate
 from skillcritic.envs.racing.demos import DemoConfig, RacingDemoGenerator
 from skillcritic.envs.racing.driver import ai_corner_run
-from skillcritic.envs.racing.sim import RacingSim
+from skillcritic.envs.racing.env import CORNER_REWARD
+from skillcritic.envs.racing.sim import ACTION_DT, RacingSim
 from skillcritic.envs.racing.track import target_track
 
 
@@ -113,7 +114,7 @@ def main() -> int:
         print(
             f"AI corner time from {start_speed:.0f} km/h over the demonstrations' grip "
             f"{low}-{high} (11 levels): mean {np.mean(times):.2f} s (return "
-            f"{600 - 10 * np.mean(times):.1f}), median {np.median(times):.1f} s, "
+            f"{CORNER_REWARD - np.mean(times) / ACTION_DT:.1f}), median {np.median(times):.1f} s, "
             f"range {min(times):.1f}-{max(times):.1f} s"
         )
 
