@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/prior_coverage.py CHECKPOINT [--episodes 24] [--task spirl]
         [--skill-scale 2]
     .venv/bin/python benchmarks/prior_coverage.py --planner [--goal-cells 10] [--episodes 100]
+    .venv/bin/python benchmarks/prior_coverage.py --random [--episodes 100]
 
 Runs ``--episodes`` episodes (2000 steps) of the prior (sampled skills, as ``mode=check``; with
 ``--skill-scale S`` the skills are ``S·tanh(u)``, ``u ~ p(z | s)``, as the RL agents' HL policy
@@ -15,6 +16,8 @@ numbers).
 PD controller driving from goal to goal, each goal a random free cell (within ``--goal-cells``
 maze steps, if given) that the explorer does not know is not the task's. It bounds what a prior
 that imitates the demonstrations perfectly, but cannot see the demonstrator's goal, can find.
+``--random`` drives uniformly random actions in [-1, 1]² every step: flat SAC in its warm-up, and
+what its maximum-entropy policy starts from.
 """
 
 from __future__ import annotations
@@ -78,6 +81,21 @@ def planner_paths(task, episodes: int, goal_cells: int | None, steps: int) -> li
     return paths
 
 
+def random_paths(task, episodes: int, seed: int, steps: int) -> list[np.ndarray]:
+    """Positions (T, 2) under uniformly random actions, one episode per seed."""
+    paths = []
+    for episode in range(episodes):
+        rng = np.random.default_rng(seed + episode)
+        physics = MazePhysics(np.asarray(task.walls))
+        physics.reset(np.asarray(task.start, dtype=np.float64), np.zeros(2))
+        positions = [physics.position.copy()]
+        for action in rng.uniform(-1.0, 1.0, (steps, 2)):
+            physics.step(action)
+            positions.append(physics.position.copy())
+        paths.append(np.asarray(positions))
+    return paths
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?")
@@ -87,22 +105,22 @@ def main() -> None:
     parser.add_argument("--skill-scale", type=float, default=None)
     parser.add_argument("--planner", action="store_true")
     parser.add_argument("--goal-cells", type=int, default=None)
+    parser.add_argument("--random", action="store_true")
     args = parser.parse_args()
-    if args.planner == (args.checkpoint is not None):
-        parser.error("give a prior CHECKPOINT or --planner")
+    if args.planner + args.random + (args.checkpoint is not None) != 1:
+        parser.error("give one of a prior CHECKPOINT, --planner or --random")
     torch.set_num_threads(1)
-    n_envs = 1 if args.planner else args.episodes
+    n_envs = args.episodes if args.checkpoint is not None else 1
     envs = [gymnasium.make("skillcritic/Maze-v0", task=args.task) for _ in range(n_envs)]
     task = envs[0].unwrapped.task
     goal = np.asarray(task.goal, dtype=np.float64)
-    if args.planner:
+    if args.random:
+        name = "uniform random actions"
+        paths = random_paths(task, args.episodes, args.seed, task.episode_steps)
+    elif args.planner:
         within = f" within {args.goal_cells} maze steps" if args.goal_cells else ""
         name = f"planner to random goals{within}"
         paths = planner_paths(task, args.episodes, args.goal_cells, task.episode_steps)
-        # success as the env counts it: a step within goal_radius of the goal
-        successes = [
-            bool((np.linalg.norm(p[1:] - goal, axis=1) <= task.goal_radius).any()) for p in paths
-        ]
     else:
         policy = PriorPolicy(
             load_prior(args.checkpoint), generator=torch.Generator().manual_seed(0)
@@ -114,6 +132,10 @@ def main() -> None:
             name += f" (skills {scale:g}·tanh(u))"
         rollouts = run_prior_episodes(policy, envs, args.seed)
         paths, successes = list(rollouts.positions), list(rollouts.successes)
+    if args.checkpoint is None:  # success as the env counts it: a step within the goal radius
+        successes = [
+            bool((np.linalg.norm(p[1:] - goal, axis=1) <= task.goal_radius).any()) for p in paths
+        ]
     distance = maze_distances(task.walls, tuple(task.start))
     cells = [set(map(tuple, np.rint(path).astype(int))) for path in paths]
     farthest = [max(distance.get(cell, 0) for cell in visited) for visited in cells]
