@@ -20,6 +20,7 @@ from skillcritic.viz.plots import (
     Run,
     Series,
     aggregate,
+    block_success,
     find_runs,
     group_runs,
     learning_curves,
@@ -237,6 +238,7 @@ def test_cli_writes_beside_the_first_path_and_prints_both_paths(maze: Path) -> N
         (["runs", "--out", "curves.svg"], "must name a .png file"),
         (["runs"], "has logged rollout/success or rollout/return yet"),
         (["runs", "--reference", "fast"], "--reference takes VALUE=LABEL, got 'fast'"),
+        (["runs", "--success-block", "0"], "--success-block takes a positive number"),
     ],
 )
 def test_cli_bad_input_is_one_error_line(args: list[str], message: str, tmp_path: Path) -> None:
@@ -267,3 +269,28 @@ def test_reference_lines_are_drawn_and_labelled(maze: Path, tmp_path: Path) -> N
     lined, lined_csv = plot_runs([maze], tmp_path / "lined.png", references=["5=bar"])
     assert lined.read_bytes() != plain.read_bytes()
     assert lined_csv.read_text() == plain_csv.read_text()  # the CSV holds the runs only
+
+
+def test_block_success_is_one_where_any_episode_in_the_block_succeeded() -> None:
+    # blocks (0, 100], (100, 200], (200, 300]: a success in the first and the last (in progress)
+    logged = Series(np.array([10, 50, 100, 110, 190, 230]), np.array([0, 0.5, 0, 0, 0, 0.25]))
+    blocks = block_success(logged, 100)
+    assert blocks.steps.tolist() == [100, 190, 230]  # each block's last logged step
+    assert blocks.values.tolist() == [1.0, 0.0, 1.0]
+
+
+def test_success_block_plots_success_per_block(tmp_path: Path) -> None:
+    successes = [(step, 0.0) for step in range(25, 401, 25)]
+    successes[5] = (150, 0.5)  # seed 0: one success in (100, 200]
+    write_events(tmp_path / "rl/maze/spirl/default/seed0/tb", {"train/success": successes})
+    write_events(tmp_path / "rl/maze/spirl/default/seed1/tb", {"train/success": successes[:8]})
+    _, table = plot_runs([tmp_path / "rl"], tmp_path / "b.png", "train", success_block=100)
+    with table.open(newline="") as file:
+        rows = [row for row in csv.DictReader(file) if row["metric"] == "success"]
+    # both seeds share the blocks that end at 100 and 200; seed 1 has logged no further
+    assert [(int(r["env_steps"]), float(r["mean"]), int(r["n_seeds"])) for r in rows] == [
+        (100, 0.0, 2),
+        (200, 1.0, 2),
+        (300, 0.0, 1),
+        (400, 0.0, 1),
+    ]

@@ -213,6 +213,22 @@ def aggregate(
     return Curve(label, metric, grid, mean, low, high, np.isfinite(table).sum(axis=0))
 
 
+def block_success(series: Series, block: int) -> Series:
+    """Success per block of ``block`` env steps (blocks ``(k·block, (k+1)·block]``): 1 where any
+    episode logged in the block succeeded, else 0, at the block's last logged step (so a block
+    still in progress shows where it has got to).
+
+    This is the reading of SPiRL's maze figure guessed in clvrai/spirl#32 (an epoch of 10⁵ env
+    steps counts as a success when any of its episodes is rewarded); a logged point averages the
+    episodes since the previous log, so a point above 0 means at least one success.
+    """
+    blocks = (series.steps - 1) // block
+    starts = np.flatnonzero(np.diff(blocks, prepend=-1))  # first point of each block
+    last = np.append(starts[1:], len(blocks)) - 1
+    hits = np.maximum.reduceat(series.values > 0, starts).astype(float)
+    return Series(series.steps[last], hits)
+
+
 def panels(source: str, tags: Sequence[str] | None = None) -> dict[str, tuple[str, str]]:
     """What to plot: metric -> (TensorBoard tag, y label). ``source``'s success and return, or
     the given ``tags`` (e.g. ``hl/alpha``), each its own metric."""
@@ -370,13 +386,22 @@ def plot_runs(
     title: str | None = None,
     tags: Sequence[str] | None = None,
     references: Sequence[str] = (),
+    success_block: int | None = None,
 ) -> tuple[Path, Path]:
     """Find the runs under ``paths``, draw their curves into ``out`` (PNG) and write the CSV
     beside it: ``source``'s success and return, or the logged scalars ``tags``. ``out`` defaults
     to ``plot_<source>.png`` (``plot_tags.png``) in the folder holding all ``paths`` (the current
     folder if that is not writable); ``window`` to 1 point for rollout, 10 for train and tags.
-    ``references`` are ``VALUE=LABEL`` horizontal lines (drawn, not in the CSV)."""
-    window = DEFAULT_WINDOW["train" if tags else source] if window is None else window
+    ``references`` are ``VALUE=LABEL`` horizontal lines (drawn, not in the CSV).
+    ``success_block`` plots success per block of that many env steps (``block_success``),
+    unsmoothed unless ``window`` says otherwise."""
+    if success_block is not None and (tags or success_block < 1):
+        raise UserError(
+            "--success-block takes a positive number of env steps and plots success, not --tags; "
+            "e.g. --source train --success-block 100000"
+        )
+    if window is None:
+        window = 1 if success_block else DEFAULT_WINDOW["train" if tags else source]
     if out is None:
         folder = Path(os.path.commonpath([path.absolute() for path in paths]))
         name = "plot_tags.png" if tags else f"plot_{source}.png"
@@ -390,9 +415,15 @@ def plot_runs(
     lines = [parse_reference(text) for text in references]
     shown = panels(source, tags)
     series = read_runs(find_runs(paths), source, tags)
+    what = "" if tags else f"{source}/* = {SOURCES[source]}; "
+    if success_block:
+        for metrics in series.values():
+            if "success" in metrics:
+                metrics["success"] = block_success(metrics["success"], success_block)
+        shown["success"] = (shown["success"][0], f"success per {success_block:,} env steps")
+        what += f"success = any successful episode in a block of {success_block:,} env steps; "
     curves = learning_curves(series, window, spread, list(shown))
     smoothing = f"trailing mean of {window} logged points" if window > 1 else "not smoothed"
-    what = "" if tags else f"{source}/* = {SOURCES[source]}; "
     subtitle = f"{what}{SPREADS[spread]}; {smoothing}"
     headline = title or default_title(list(series))
     y_labels = {metric: label for metric, (_, label) in shown.items()}
@@ -402,7 +433,8 @@ def plot_runs(
 
 def plot_main(argv: Sequence[str] | None = None) -> None:
     """``skillcritic-plot PATH [PATH ...] [--out FILE.png] [--source rollout|train] [--window N]
-    [--spread std|minmax] [--title T] [--tags TAG ...] [--reference VALUE=LABEL ...]``: prints
+    [--spread std|minmax] [--title T] [--tags TAG ...] [--reference VALUE=LABEL ...]
+    [--success-block ENV_STEPS]``: prints
     the PNG and CSV paths."""
     parser = argparse.ArgumentParser(
         prog="skillcritic-plot",
@@ -461,6 +493,14 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
         help="grey horizontal lines on every panel but success, e.g. a baseline's return "
         "(--reference '297=AI at 0.7' '328=AI at 0.9')",
     )
+    parser.add_argument(
+        "--success-block",
+        type=int,
+        metavar="ENV_STEPS",
+        help="plot success per block of ENV_STEPS env steps: 1 where any episode in the block "
+        "succeeded (the per-epoch reading of SPiRL's maze figure: --source train "
+        "--success-block 100000)",
+    )
     args = parser.parse_args(argv)
     try:
         png, table = plot_runs(
@@ -472,6 +512,7 @@ def plot_main(argv: Sequence[str] | None = None) -> None:
             args.title,
             args.tags,
             args.reference,
+            args.success_block,
         )
     except UserError as error:
         sys.stderr.write(f"error: {error}\n")  # one plain line: no wrapping, no traceback
