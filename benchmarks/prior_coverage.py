@@ -101,7 +101,9 @@ def main() -> None:
     parser.add_argument("checkpoint", type=Path, nargs="?")
     parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--task", default="spirl")
-    parser.add_argument("--seed", type=int, default=100)
+    parser.add_argument(
+        "--seed", type=int, default=100, help="seeds the skill samples and env resets"
+    )
     parser.add_argument("--skill-scale", type=float, default=None)
     parser.add_argument("--planner", action="store_true")
     parser.add_argument("--goal-cells", type=int, default=None)
@@ -123,7 +125,7 @@ def main() -> None:
         paths = planner_paths(task, args.episodes, args.goal_cells, task.episode_steps)
     else:
         policy = PriorPolicy(
-            load_prior(args.checkpoint), generator=torch.Generator().manual_seed(0)
+            load_prior(args.checkpoint), generator=torch.Generator().manual_seed(args.seed)
         )
         name = str(args.checkpoint)
         if args.skill_scale is not None:
