@@ -102,7 +102,11 @@ def main() -> None:
     parser.add_argument("--episodes", type=int, default=24)
     parser.add_argument("--task", default="spirl")
     parser.add_argument(
-        "--seed", type=int, default=100, help="seeds the skill samples and env resets"
+        "--seed",
+        type=int,
+        default=100,
+        help="seeds the prior's skill samples (and env resets) or --random's actions; "
+        "--planner seeds each episode by its index",
     )
     parser.add_argument("--skill-scale", type=float, default=None)
     parser.add_argument("--planner", action="store_true")
