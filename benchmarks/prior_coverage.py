@@ -1,14 +1,16 @@
 """How far a skill prior explores on its own: the prior as the policy on a maze task.
 
     .venv/bin/python benchmarks/prior_coverage.py CHECKPOINT [--episodes 24] [--task spirl]
-        [--skill-scale 2]
+        [--skill-scale 2] [--skill-temperature 1.3]
     .venv/bin/python benchmarks/prior_coverage.py --planner [--goal-cells 10] [--episodes 100]
     .venv/bin/python benchmarks/prior_coverage.py --random [--episodes 100]
 
 Runs ``--episodes`` episodes (2000 steps) of the prior (sampled skills, as ``mode=check``; with
 ``--skill-scale S`` the skills are ``S·tanh(u)``, ``u ~ p(z | s)``, as the RL agents' HL policy
-acts at initialisation) and prints per episode the distinct cells visited (positions rounded to
-cells), the farthest cell from the start in maze steps (BFS over free cells) and the closest
+acts at initialisation; ``--skill-temperature T`` draws ``u ~ N(μ, (T·σ)²)``, a policy with the
+prior's mean and a wider or narrower spread, 5·(T² − 1 − 2 ln T) nats per skill from the prior
+with 10 latent dimensions) and prints per episode the distinct cells visited (positions rounded
+to cells), the farthest cell from the start in maze steps (BFS over free cells) and the closest
 approach to the goal, with their means and the success rate (docs/results.md records the
 numbers).
 
@@ -109,6 +111,7 @@ def main() -> None:
         "--planner seeds each episode by its index",
     )
     parser.add_argument("--skill-scale", type=float, default=None)
+    parser.add_argument("--skill-temperature", type=float, default=1.0)
     parser.add_argument("--planner", action="store_true")
     parser.add_argument("--goal-cells", type=int, default=None)
     parser.add_argument("--random", action="store_true")
@@ -132,10 +135,17 @@ def main() -> None:
             load_prior(args.checkpoint), generator=torch.Generator().manual_seed(args.seed)
         )
         name = str(args.checkpoint)
-        if args.skill_scale is not None:
-            sample, scale = policy._sample, args.skill_scale
-            policy._sample = lambda mu, sigma: scale * torch.tanh(sample(mu, sigma))
+        sample, temperature, scale = policy._sample, args.skill_temperature, args.skill_scale
+        if temperature != 1.0:
+            name += f" (σ × {temperature:g})"
+        if scale is not None:
             name += f" (skills {scale:g}·tanh(u))"
+
+        def skill(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+            u = sample(mu, temperature * sigma)
+            return u if scale is None else scale * torch.tanh(u)
+
+        policy._sample = skill
         rollouts = run_prior_episodes(policy, envs, args.seed)
         paths, successes = list(rollouts.positions), list(rollouts.successes)
     if args.checkpoint is None:  # success as the env counts it: a step within the goal radius
