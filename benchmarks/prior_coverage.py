@@ -118,6 +118,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.planner + args.random + (args.checkpoint is not None) != 1:
         parser.error("give one of a prior CHECKPOINT, --planner or --random")
+    if args.skill_temperature <= 0:
+        parser.error(f"--skill-temperature must be > 0 (it scales σ), got {args.skill_temperature}")
     torch.set_num_threads(1)
     n_envs = args.episodes if args.checkpoint is not None else 1
     envs = [gymnasium.make("skillcritic/Maze-v0", task=args.task) for _ in range(n_envs)]
