@@ -376,3 +376,10 @@ def test_sac_on_a_plain_gymnasium_env(tmp_path: Path) -> None:
     assert checkpoint_state(last)["updates"] == 100
     logged = scalars(last.parent.parent)
     assert "rollout/return" in logged and "train/success" not in logged
+    # 100 updates never reach a log at 150: only the end of training logs, at the last step,
+    # with the one env's 200-step episode that ended there
+    extra = ["log_every_updates=150", "num_envs=1", "seed=1"]
+    last = run_rl(config("train_rl", ["agent=sac", *overrides, *extra]))
+    logged = scalars(last.parent.parent)
+    assert [step for step, _ in logged["train/return"]] == [200]
+    assert [step for step, _ in logged["hl/critic_loss"]] == [200]

@@ -139,6 +139,12 @@ class RLModule(L.LightningModule):
         if self.env_steps >= self.schedule.total_env_steps:
             self.trainer.should_stop = True
 
+    def on_train_end(self) -> None:
+        # The last window rarely ends on a multiple of ``log_every_updates``: log it, so the
+        # training episodes that ended since the last log (e.g. at the final env step) count.
+        if self.updates % self.log_every_updates:
+            self._log_window()
+
     # ------------------------------------------------------------------ checkpoints
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
