@@ -340,8 +340,14 @@ def test_low_level_actor_steps_with_its_own_learning_rate() -> None:
     )
     assert steady.pop("ll/actor") == 1e-4
     assert set(steady.values()) == {3e-4}  # HL, critics and temperatures keep lr
-    with pytest.raises(ValueError, match="ll_actor_lr"):
-        AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_actor_lr=0.0)
+    quick = step_sizes(
+        AgentSpec(name="skill_critic", state_dim=4, action_dim=2, lr=3e-4, alpha_lr=3e-3)
+    )
+    assert quick.pop("hl/alpha") == 3e-3
+    assert set(quick.values()) == {3e-4}  # α_L, the policies and critics keep lr
+    for name in ("ll_actor_lr", "alpha_lr"):
+        with pytest.raises(ValueError, match=name):
+            AgentSpec(name="skill_critic", state_dim=4, action_dim=2, **{name: 0.0})
 
 
 def test_straight_through_clip_clips_forward_and_passes_the_gradient() -> None:

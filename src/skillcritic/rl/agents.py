@@ -85,6 +85,7 @@ class AgentSpec:
     lr: float = 3e-4
     init_alpha: float = 1.0
     min_alpha: float | None = None  # floor of the HL (flat: the only) temperature; None: none
+    alpha_lr: float | None = None  # Adam step of that temperature; None: lr
     kl_samples: int = 10
     target_divergence: float = 1.0  # δ_H (δ of flat_prior)
     target_entropy: float | None = None  # H̄ of entropy agents; None: −|action|
@@ -133,7 +134,7 @@ class AgentSpec:
             )
         if self.ll_squash not in SQUASHES:
             raise ValueError(f"agent.ll_squash must be one of {SQUASHES}, got {self.ll_squash!r}")
-        for name in ("min_alpha", "ll_min_alpha", "ll_actor_lr"):
+        for name in ("min_alpha", "alpha_lr", "ll_min_alpha", "ll_actor_lr"):
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"agent.{name} must be a positive number or null, got {value}")
@@ -367,7 +368,7 @@ class SkillAgent(nn.Module):
 
     def optimizers(self) -> dict[str, dict[str, torch.optim.Optimizer]]:
         """Adam optimisers per level: ``{"hl": {...}, "ll": {...}}``."""
-        out = {"hl": make_optimizers(self.hl, self.spec.lr)}
+        out = {"hl": make_optimizers(self.hl, self.spec.lr, alpha_lr=self.spec.alpha_lr)}
         if self.ll is not None:
             out["ll"] = make_optimizers(self.ll, self.spec.lr, self.spec.ll_actor_lr)
         return out

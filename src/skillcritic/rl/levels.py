@@ -277,17 +277,21 @@ class SACLevel(nn.Module):
 
 
 def make_optimizers(
-    level: SACLevel, lr: float = 3e-4, actor_lr: float | None = None
+    level: SACLevel,
+    lr: float = 3e-4,
+    actor_lr: float | None = None,
+    alpha_lr: float | None = None,
 ) -> dict[str, torch.optim.Optimizer]:
     """Adam optimisers ``{"actor", "critic", "alpha"}`` for a level (frozen params left out);
-    the actor steps with ``actor_lr`` when given, else with ``lr``.
+    the actor and the temperature step with ``actor_lr`` and ``alpha_lr`` when given, else
+    with ``lr``.
 
     Fused Adam: one kernel per step instead of a handful of small ops per parameter tensor.
     """
     actor_params = [p for p in level.actor.parameters() if p.requires_grad]
     optimizers: dict[str, torch.optim.Optimizer] = {
         "critic": torch.optim.Adam(level.critic.parameters(), lr=lr, fused=True),
-        "alpha": torch.optim.Adam([level.log_alpha], lr=lr, fused=True),
+        "alpha": torch.optim.Adam([level.log_alpha], lr=alpha_lr or lr, fused=True),
     }
     if actor_params:
         optimizers["actor"] = torch.optim.Adam(actor_params, lr=actor_lr or lr, fused=True)
