@@ -322,7 +322,7 @@ def test_low_level_temperature_floor_is_its_own() -> None:
         AgentSpec(name="skill_critic", state_dim=4, action_dim=2, ll_min_alpha=-1.0)
 
 
-def test_low_level_actor_steps_with_its_own_learning_rate() -> None:
+def test_low_level_actor_and_high_level_temperature_step_with_their_own_learning_rates() -> None:
     from skillcritic.rl.agents import AgentSpec, build_agent
 
     def step_sizes(spec: AgentSpec) -> dict[str, float]:

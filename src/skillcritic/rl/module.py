@@ -142,7 +142,7 @@ class RLModule(L.LightningModule):
     def on_train_end(self) -> None:
         # The last window rarely ends on a multiple of ``log_every_updates``: log it, so the
         # training episodes that ended since the last log (e.g. at the final env step) count.
-        if self.updates % self.log_every_updates:
+        if self._window:  # updates since the last log
             self._log_window()
 
     # ------------------------------------------------------------------ checkpoints
