@@ -4,6 +4,7 @@
         [--skill-scale 2] [--skill-temperature 1.3]
     .venv/bin/python benchmarks/prior_coverage.py --planner [--goal-cells 10] [--episodes 100]
     .venv/bin/python benchmarks/prior_coverage.py --random [--episodes 100]
+    .venv/bin/python benchmarks/prior_coverage.py --replay RUN/checkpoints/last.ckpt [--block 50000]
 
 Runs ``--episodes`` episodes (2000 steps) of the prior (sampled skills, as ``mode=check``; with
 ``--skill-scale S`` the skills are ``S·tanh(u)``, ``u ~ p(z | s)``, as the RL agents' HL policy
@@ -20,6 +21,11 @@ maze steps, if given) that the explorer does not know is not the task's. It boun
 that imitates the demonstrations perfectly, but cannot see the demonstrator's goal, can find.
 ``--random`` drives uniformly random actions in [-1, 1]² every step: flat SAC in its warm-up, and
 what its maximum-entropy policy starts from.
+
+``--replay`` measures an RL run instead: the training episodes in a hierarchical agent's
+checkpoint (``last.ckpt`` with its buffers), read from the HL replay (one position per skill, so
+the distinct cells count the skills' start cells), grouped by the env step each episode began at
+(``--block`` env steps a row): the same figures, plus how many episodes were rewarded.
 """
 
 from __future__ import annotations
@@ -98,6 +104,45 @@ def random_paths(task, episodes: int, seed: int, steps: int) -> list[np.ndarray]
     return paths
 
 
+def replay_paths(checkpoint: Path) -> tuple[list[np.ndarray], list[int], list[bool]]:
+    """Positions (one per skill) of the training episodes in a hierarchical RL checkpoint's HL
+    replay, the env step each began at, and whether it was rewarded.
+
+    The vector env interleaves its envs' rows, so episodes are rebuilt by chaining each row to
+    the row whose state is its next state; a terminated or truncated row ends its episode.
+    """
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["skillcritic"]
+    experience = state["experience"]
+    if "buffers" not in experience:
+        raise SystemExit(f"error: {checkpoint} holds no replay (run with save_buffers=true)")
+    replay = experience["buffers"]["hl"]["state"]
+    size, fields = replay["size"], replay["fields"]
+    order = np.arange(size)
+    if size == replay["capacity"]:  # full ring: the oldest row sits at the write position
+        order = np.roll(order, -replay["pos"])
+    states = fields["state"][:size].numpy()[order, :2]
+    next_states = fields["next_state"][:size].numpy()[order, :2]
+    ends = (fields["terminated"][:size] | fields["truncated"][:size]).numpy()[order]
+    rewards = fields["reward"][:size].numpy()[order]
+    collector = experience["collector"]
+    horizon = collector["env_steps"] // max(collector["hl_steps"], 1)
+    first_row = collector["hl_steps"] - size  # rows that fell out of a full buffer
+    episodes: list[list[int]] = []
+    open_episodes: dict[bytes, int] = {}  # next position of an unfinished episode -> episode
+    for row in range(size):
+        episode = open_episodes.pop(states[row].tobytes(), None)
+        if episode is None:
+            episode = len(episodes)
+            episodes.append([])
+        episodes[episode].append(row)
+        if not ends[row]:
+            open_episodes[next_states[row].tobytes()] = episode
+    paths = [np.concatenate([states[rows], next_states[rows[-1:]]]) for rows in episodes]
+    starts = [(first_row + rows[0]) * horizon for rows in episodes]
+    rewarded = [bool(rewards[rows].sum() > 0) for rows in episodes]
+    return paths, starts, rewarded
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path, nargs="?")
@@ -115,9 +160,11 @@ def main() -> None:
     parser.add_argument("--planner", action="store_true")
     parser.add_argument("--goal-cells", type=int, default=None)
     parser.add_argument("--random", action="store_true")
+    parser.add_argument("--replay", type=Path, default=None, help="an RL run's last.ckpt")
+    parser.add_argument("--block", type=int, default=100000, help="env steps per --replay row")
     args = parser.parse_args()
-    if args.planner + args.random + (args.checkpoint is not None) != 1:
-        parser.error("give one of a prior CHECKPOINT, --planner or --random")
+    if args.planner + args.random + (args.checkpoint is not None) + (args.replay is not None) != 1:
+        parser.error("give one of a prior CHECKPOINT, --planner, --random or --replay")
     if args.skill_temperature <= 0:
         parser.error(f"--skill-temperature must be > 0 (it scales σ), got {args.skill_temperature}")
     torch.set_num_threads(1)
@@ -125,6 +172,10 @@ def main() -> None:
     envs = [gymnasium.make("skillcritic/Maze-v0", task=args.task) for _ in range(n_envs)]
     task = envs[0].unwrapped.task
     goal = np.asarray(task.goal, dtype=np.float64)
+    if args.replay is not None:
+        paths, starts, rewarded = replay_paths(args.replay)
+        print_replay_blocks(args.replay, task, paths, starts, rewarded, args.block)
+        return
     if args.random:
         name = "uniform random actions"
         paths = random_paths(task, args.episodes, args.seed, task.episode_steps)
@@ -154,16 +205,51 @@ def main() -> None:
         successes = [
             bool((np.linalg.norm(p[1:] - goal, axis=1) <= task.goal_radius).any()) for p in paths
         ]
-    distance = maze_distances(task.walls, tuple(task.start))
-    cells = [set(map(tuple, np.rint(path).astype(int))) for path in paths]
-    farthest = [max(distance.get(cell, 0) for cell in visited) for visited in cells]
-    closest = [float(np.linalg.norm(path - goal, axis=1).min()) for path in paths]
+    cells, farthest, closest = coverage(task, paths)
     print(f"{name} on {args.task}: {args.episodes} episodes, torch {torch.__version__}")
     print(f"  distinct cells   {np.mean([len(c) for c in cells]):.1f}  {[len(c) for c in cells]}")
-    goal_steps = distance[tuple(task.goal)]
+    goal_steps = maze_distances(task.walls, tuple(task.start))[tuple(task.goal)]
     print(f"  farthest (steps) {np.mean(farthest):.1f}  {farthest}  (goal: {goal_steps})")
     print(f"  closest to goal  {np.mean(closest):.1f} cells")
     print(f"  success          {np.mean(successes):.2f} ({sum(successes)}/{len(successes)})")
+
+
+def coverage(task, paths: list[np.ndarray]) -> tuple[list[set[Cell]], list[int], list[float]]:
+    """Per path: the cells visited, the farthest of them from the start in maze steps, and the
+    closest approach to the goal in cells."""
+    distance = maze_distances(task.walls, tuple(task.start))
+    goal = np.asarray(task.goal, dtype=np.float64)
+    cells = [set(map(tuple, np.rint(path).astype(int))) for path in paths]
+    farthest = [max(distance.get(cell, 0) for cell in visited) for visited in cells]
+    closest = [float(np.linalg.norm(path - goal, axis=1).min()) for path in paths]
+    return cells, farthest, closest
+
+
+def print_replay_blocks(
+    checkpoint: Path,
+    task,
+    paths: list[np.ndarray],
+    starts: list[int],
+    rewarded: list[bool],
+    block: int,
+) -> None:
+    """One row per ``block`` env steps of a run's training episodes (``--replay``)."""
+    cells, farthest, closest = coverage(task, paths)
+    goal_steps = maze_distances(task.walls, tuple(task.start))[tuple(task.goal)]
+    print(f"training episodes in {checkpoint}: {len(paths)}, goal {goal_steps} maze steps out")
+    print("  env steps from  episodes  distinct cells  farthest (max)  closest to goal  rewarded")
+    starts_array = np.asarray(starts)
+    for begin in range(0, int(starts_array.max()) + 1, block):
+        chosen = np.flatnonzero((starts_array >= begin) & (starts_array < begin + block))
+        if len(chosen) == 0:
+            continue
+        far = [farthest[i] for i in chosen]
+        print(
+            f"  {begin:>14d}  {len(chosen):>8d}  {np.mean([len(cells[i]) for i in chosen]):>14.1f}"
+            f"  {np.mean(far):>8.1f} ({max(far):>2d})"
+            f"  {np.mean([closest[i] for i in chosen]):>15.1f}"
+            f"  {sum(rewarded[i] for i in chosen):>8d}"
+        )
 
 
 if __name__ == "__main__":
