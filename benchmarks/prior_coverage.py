@@ -109,7 +109,9 @@ def replay_paths(checkpoint: Path) -> tuple[list[np.ndarray], list[int], list[bo
     replay, the env step each began at, and whether it was rewarded.
 
     The vector env interleaves its envs' rows, so episodes are rebuilt by chaining each row to
-    the row whose state is its next state; a terminated or truncated row ends its episode.
+    the next row whose state ([x, y, vx, vy]) is its next state; a terminated or truncated row
+    ends its episode. Two episodes that meet in exactly the same state (agents pinned in the same
+    corner) may swap their continuations there, which leaves the counts right.
     """
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["skillcritic"]
     experience = state["experience"]
@@ -120,24 +122,27 @@ def replay_paths(checkpoint: Path) -> tuple[list[np.ndarray], list[int], list[bo
     order = np.arange(size)
     if size == replay["capacity"]:  # full ring: the oldest row sits at the write position
         order = np.roll(order, -replay["pos"])
-    states = fields["state"][:size].numpy()[order, :2]
-    next_states = fields["next_state"][:size].numpy()[order, :2]
+    states = fields["state"][:size].numpy()[order]
+    next_states = fields["next_state"][:size].numpy()[order]
     ends = (fields["terminated"][:size] | fields["truncated"][:size]).numpy()[order]
     rewards = fields["reward"][:size].numpy()[order]
     collector = experience["collector"]
     horizon = collector["env_steps"] // max(collector["hl_steps"], 1)
     first_row = collector["hl_steps"] - size  # rows that fell out of a full buffer
     episodes: list[list[int]] = []
-    open_episodes: dict[bytes, int] = {}  # next position of an unfinished episode -> episode
+    waiting: dict[bytes, list[int]] = {}  # next state of unfinished episodes -> those episodes
     for row in range(size):
-        episode = open_episodes.pop(states[row].tobytes(), None)
-        if episode is None:
+        queue = waiting.get(states[row].tobytes())
+        if queue:
+            episode = queue.pop(0)
+        else:
             episode = len(episodes)
             episodes.append([])
         episodes[episode].append(row)
         if not ends[row]:
-            open_episodes[next_states[row].tobytes()] = episode
-    paths = [np.concatenate([states[rows], next_states[rows[-1:]]]) for rows in episodes]
+            waiting.setdefault(next_states[row].tobytes(), []).append(episode)
+    positions, next_positions = states[:, :2], next_states[:, :2]
+    paths = [np.concatenate([positions[rows], next_positions[rows[-1:]]]) for rows in episodes]
     starts = [(first_row + rows[0]) * horizon for rows in episodes]
     rewarded = [bool(rewards[rows].sum() > 0) for rows in episodes]
     return paths, starts, rewarded
