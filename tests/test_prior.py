@@ -157,6 +157,7 @@ def test_cli_trains_resumes_and_checks(tmp_path: Path) -> None:
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert checkpoint["global_step"] == 12
     assert checkpoint["optimizer_states"][0]["param_groups"][0]["lr"] == 3e-4  # the new lr applies
+    assert "updates" in resumed.stdout and "12/12" in resumed.stdout  # not "Epoch 0/-2 12/4"
 
     wrong = run([*TINY, "prior=open_loop", f"resume={last}"], tmp_path)
     assert wrong.returncode == 2 and "holds a closed_loop prior" in wrong.stderr

@@ -35,7 +35,18 @@ CHECKPOINTS = "checkpoints"
 
 
 class StepProgressBar(RichProgressBar):
-    """Rich progress without the logger's version number (run folders name the run)."""
+    """Rich progress over the updates (``done/max_steps``, also after a resume), without the
+    logger's version number (run folders name the run)."""
+
+    @property
+    def total_train_batches(self) -> int | float:
+        # Lightning counts the updates left (a resume at 6000 of 14000 showed "14000/7999"), while
+        # the bar counts the one endless epoch's batches, which a resume continues.
+        max_steps = self.trainer.max_steps
+        return max_steps if max_steps > 0 else super().total_train_batches
+
+    def _get_train_description(self, current_epoch: int) -> str:
+        return "updates"  # one endless epoch: Lightning's "Epoch 0/-2" says nothing
 
     def get_metrics(self, trainer: L.Trainer, pl_module: L.LightningModule) -> dict:
         metrics = super().get_metrics(trainer, pl_module)
