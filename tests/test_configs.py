@@ -67,6 +67,7 @@ def test_experiments_set_env_prefix_and_length(experiment: str, env: str, task: 
     assert cfg.total_env_steps == 1_000_000 and cfg.epoch_env_steps == 50_000
     assert cfg.run_dir == f"outputs/rl/{env}/spirl_cl/{experiment}/seed1"
     assert (cfg.agent.min_alpha, cfg.agent.max_reward) == (0.3, 1.0)
+    assert cfg.agent.alpha_lr == (3e-3 if experiment == "maze_spirl" else None)
     # an override on the command line still wins over the experiment
     cfg = composed("train_rl", [f"experiment={experiment}", "total_env_steps=5"])
     assert cfg.total_env_steps == 5
