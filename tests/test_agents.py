@@ -167,6 +167,19 @@ def test_build_agent_structure(name: str) -> None:
     assert agent.stage == "hybrid" and not agent.ll_deterministic
 
 
+@pytest.mark.parametrize("name", ["spirl", "skill_critic"])
+def test_critic_layer_norm_reaches_every_critic(name: str) -> None:
+    agent, _ = make_agent(name, critic_layer_norm=True)
+    levels = [agent.hl] + ([agent.ll] if agent.ll is not None else [])
+    for level in levels:
+        for critic in (level.critic, level.critic_target):
+            for q in (critic.q1, critic.q2):  # one LayerNorm per hidden Linear
+                linears = sum(isinstance(m, nn.Linear) for m in q.modules())
+                assert sum(isinstance(m, nn.LayerNorm) for m in q.modules()) == linears - 1
+    plain, _ = make_agent(name)
+    assert not any(isinstance(m, nn.LayerNorm) for m in plain.hl.critic.modules())
+
+
 def test_no_prior_does_not_store_views() -> None:
     agent, _ = make_agent("no_prior")
     assert not agent.hl_image and not agent.ll_image

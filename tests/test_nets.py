@@ -40,6 +40,25 @@ def test_mlp_structure_and_init(batch_norm: bool) -> None:
         assert lin.weight.std().item() == pytest.approx(xavier_std, rel=0.25)
 
 
+def test_mlp_layer_norm_bounds_the_output_far_from_the_data() -> None:
+    torch.manual_seed(0)
+    net = mlp(4, 1, hidden=32, n_hidden_layers=2, batch_norm=False, layer_norm=True)
+    kinds = [type(m) for m in net.children()]
+    # Linear → LayerNorm → LeakyReLU for the input and each hidden layer, then the head.
+    assert kinds == [nn.Linear, nn.LayerNorm, nn.LeakyReLU] * 3 + [nn.Linear]
+    plain = mlp(4, 1, hidden=32, n_hidden_layers=2, batch_norm=False)
+    head = list(net.children())[-1]
+    # The head sees LeakyReLU(LayerNorm(·)) with unit gain: a vector of norm <= sqrt(hidden).
+    bound = head.weight.norm().item() * 32**0.5 + head.bias.abs().item()
+    x = torch.randn(64, 4)
+    for scale in (1.0, 1e3, 1e6):
+        assert net(scale * x).abs().max().item() <= bound
+    # Without it the output grows with the input's distance (piecewise linear).
+    assert plain(1e6 * x).abs().max().item() > 1e4 * plain(x).abs().max().item()
+    with pytest.raises(ValueError, match="exclude each other"):
+        mlp(4, 1, batch_norm=True, layer_norm=True)
+
+
 def test_mlp_leading_dims() -> None:
     net = mlp(5, 2, hidden=16, n_hidden_layers=2)
     assert net(torch.randn(8, 5)).shape == (8, 2)

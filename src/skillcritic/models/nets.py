@@ -43,20 +43,30 @@ def mlp(
     hidden: int = 128,
     n_hidden_layers: int = 3,
     batch_norm: bool = True,
+    layer_norm: bool = False,
 ) -> MLP:
     """The reference "Predictor": ``n_hidden_layers + 2`` Linear layers, LeakyReLU(0.2).
 
-    Input Linear(in→hidden) + LeakyReLU (never normalised); ``n_hidden_layers`` blocks of
+    Input Linear(in→hidden) + LeakyReLU (never batch-normalised); ``n_hidden_layers`` blocks of
     Linear(hidden→hidden) [+ BatchNorm1d] + LeakyReLU, where the Linear has no bias when BN follows
     (BN's shift makes it redundant); a head Linear(hidden→out) without activation. All Linear
-    weights are Xavier-normal, all biases zero.
+    weights are Xavier-normal, all biases zero. ``layer_norm`` (not in the reference; not with
+    ``batch_norm``) puts a LayerNorm after every hidden Linear, the input one included: the head
+    then sees features of bounded norm, so the output stays bounded however far an input lies
+    from the data (the critics' optional guard against extrapolation).
     """
-    layers: list[nn.Module] = [nn.Linear(in_dim, hidden), nn.LeakyReLU(_LEAK)]
+    if batch_norm and layer_norm:
+        raise ValueError("mlp: batch_norm and layer_norm exclude each other")
+
+    def activation() -> list[nn.Module]:  # after each hidden Linear (and its BatchNorm)
+        return [nn.LayerNorm(hidden), nn.LeakyReLU(_LEAK)] if layer_norm else [nn.LeakyReLU(_LEAK)]
+
+    layers: list[nn.Module] = [nn.Linear(in_dim, hidden), *activation()]
     for _ in range(n_hidden_layers):
         layers.append(nn.Linear(hidden, hidden, bias=not batch_norm))
         if batch_norm:
             layers.append(nn.BatchNorm1d(hidden))
-        layers.append(nn.LeakyReLU(_LEAK))
+        layers += activation()
     layers.append(nn.Linear(hidden, out_dim))
     for layer in layers:
         if isinstance(layer, nn.Linear):

@@ -95,6 +95,7 @@ class AgentSpec:
     policy_layers: int = 2
     critic_hidden: int = 256  # HL / flat critic
     critic_layers: int = 2
+    critic_layer_norm: bool = False  # LayerNorm in every critic's hidden layers (not the reference)
     ll_target_divergence: float = 80.0  # δ_L (skill_critic)
     ll_log_sigma: float = -3.0  # log σ_â of the LL action prior and π_L's initial log σ
     ll_min_alpha: float | None = None  # floor of α_L (skill_critic); None: none
@@ -490,7 +491,9 @@ def build_agent(
     flat = dict(common, action_scale=spec.action_scale, max_value=spec.value_bound(1))
 
     def critic(action_dim: int) -> TwinCritic:
-        return TwinCritic(ds + action_dim, spec.critic_hidden, spec.critic_layers)
+        return TwinCritic(
+            ds + action_dim, spec.critic_hidden, spec.critic_layers, spec.critic_layer_norm
+        )
 
     def scratch_policy(out_dim: int) -> ObsHead:  # a state policy learned from scratch
         head = GaussianMLP(ds, out_dim, spec.policy_hidden, spec.policy_layers)
@@ -551,7 +554,12 @@ def build_agent(
 
     ll = SACLevel(
         LowLevelHead(decoder_policy_head(prior, spec.ll_log_sigma), image),
-        TwinCritic(ds + nz + h + da, spec.ll_critic_hidden, spec.ll_critic_layers),
+        TwinCritic(
+            ds + nz + h + da,
+            spec.ll_critic_hidden,
+            spec.ll_critic_layers,
+            spec.critic_layer_norm,
+        ),
         da,
         regulariser="divergence",
         target=spec.ll_target_divergence,

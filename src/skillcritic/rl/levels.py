@@ -46,11 +46,14 @@ REFERENCE_KEY = "ref"  # observation key of cached reference parameters [μ, log
 class TwinCritic(nn.Module):
     """Two independent MLP critics ``Q_1, Q_2`` over one concatenated input (no BatchNorm)."""
 
-    def __init__(self, in_dim: int, hidden: int = 256, n_hidden_layers: int = 2) -> None:
-        """Each critic is ``mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False)``."""
+    def __init__(
+        self, in_dim: int, hidden: int = 256, n_hidden_layers: int = 2, layer_norm: bool = False
+    ) -> None:
+        """Each critic is ``mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False,
+        layer_norm=layer_norm)``."""
         super().__init__()
-        self.q1 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False)
-        self.q2 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False)
+        self.q1 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False, layer_norm=layer_norm)
+        self.q2 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False, layer_norm=layer_norm)
 
     def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """``(..., in_dim)`` → ``(q1, q2)``, each of shape ``(...)``."""
