@@ -180,6 +180,17 @@ def test_critic_layer_norm_reaches_every_critic(name: str) -> None:
     assert not any(isinstance(m, nn.LayerNorm) for m in plain.hl.critic.modules())
 
 
+@pytest.mark.parametrize("name", ["sac", "skill_critic"])
+def test_n_critics_reaches_every_critic(name: str) -> None:
+    agent, _ = make_agent(name, n_critics=5)
+    levels = [agent.hl] + ([agent.ll] if agent.ll is not None else [])
+    for level in levels:
+        for critic in (level.critic, level.critic_target):
+            assert [name for name, _ in critic.named_children()] == [f"q{i}" for i in range(1, 6)]
+    with pytest.raises(ValueError, match="n_critics must be >= 1"):
+        small_spec(name, n_critics=0)
+
+
 def test_no_prior_does_not_store_views() -> None:
     agent, _ = make_agent("no_prior")
     assert not agent.hl_image and not agent.ll_image

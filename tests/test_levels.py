@@ -13,12 +13,13 @@ from skillcritic.models.nets import mlp
 from skillcritic.models.skills import SkillSpec
 from skillcritic.prior.module import SkillPriorModule, spec_dict
 from skillcritic.rl.levels import (
+    CriticEnsemble,
     SACLevel,
-    TwinCritic,
     frozen_prior,
     make_optimizers,
     prior_policy_head,
 )
+from skillcritic.rl.losses import critic_loss
 
 OBS, ACT, B = 3, 2, 8
 
@@ -36,7 +37,7 @@ class GaussianActor(nn.Module):
 
 def make_level(**kwargs: object) -> SACLevel:
     torch.manual_seed(0)
-    critic = TwinCritic(OBS + ACT, hidden=16, n_hidden_layers=1)
+    critic = CriticEnsemble(OBS + ACT, hidden=16, n_hidden_layers=1)
     return SACLevel(GaussianActor(), critic, ACT, **kwargs)  # type: ignore[arg-type]
 
 
@@ -60,12 +61,33 @@ def changed(before: list[Tensor], module: nn.Module) -> bool:
 
 
 def test_twin_critic_shapes_and_min() -> None:
-    critic = TwinCritic(5, hidden=8, n_hidden_layers=1)
+    critic = CriticEnsemble(5, hidden=8, n_hidden_layers=1)
     x = torch.randn(4, 5)
     q1, q2 = critic(x)
     assert q1.shape == q2.shape == (4,)
     assert torch.equal(critic.min(x), torch.minimum(q1, q2))
     assert not any(isinstance(m, nn.BatchNorm1d) for m in critic.modules())
+    # the twin's parameter names are the members q1, q2 (checkpoints of twin critics load)
+    assert {name.split(".")[0] for name in critic.state_dict()} == {"q1", "q2"}
+
+
+def test_critic_ensemble_min_is_over_every_member() -> None:
+    critic = CriticEnsemble(5, hidden=8, n_hidden_layers=1, n_critics=5)
+    x = torch.randn(64, 5)
+    values = critic(x)
+    assert len(values) == 5 and all(q.shape == (64,) for q in values)
+    expected = values[0]
+    for q in values[1:]:
+        expected = torch.minimum(expected, q)
+    torch.testing.assert_close(critic.min(x), expected)
+    # members start apart: the minimum of five lies below the minimum of the first two
+    assert (critic.min(x) < torch.minimum(values[0], values[1])).any()
+    # the loss trains every member
+    y = torch.zeros(64)
+    critic_loss(values, y).backward()
+    assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in critic.parameters())
+    with pytest.raises(ValueError, match="at least one member"):
+        CriticEnsemble(5, n_critics=0)
 
 
 def test_update_changes_actor_and_critic_and_moves_target_by_tau() -> None:
@@ -224,7 +246,7 @@ def test_prior_policy_head_is_independent_copy() -> None:
 def test_divergence_zero_at_prior_initialisation() -> None:
     module = tiny_prior()
     head, frozen = prior_policy_head(module), frozen_prior(module)
-    critic = TwinCritic(4 + 10, hidden=16, n_hidden_layers=1)
+    critic = CriticEnsemble(4 + 10, hidden=16, n_hidden_layers=1)
     level = SACLevel(
         head, critic, 10, regulariser="divergence", target=1.0, reference=frozen, action_scale=2.0
     )

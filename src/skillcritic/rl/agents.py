@@ -42,11 +42,11 @@ from skillcritic.prior.module import SkillPriorModule
 from skillcritic.rl.levels import (
     REFERENCE_KEY,
     SQUASHES,
+    CriticEnsemble,
     DecoderHead,
     EvalBatchNorm,
     PriorHead,
     SACLevel,
-    TwinCritic,
     decoder_policy_head,
     frozen_decoder,
     frozen_prior,
@@ -96,6 +96,7 @@ class AgentSpec:
     critic_hidden: int = 256  # HL / flat critic
     critic_layers: int = 2
     critic_layer_norm: bool = False  # LayerNorm in every critic's hidden layers (not the reference)
+    n_critics: int = 2  # members of every critic ensemble; min over all (> 2: not the reference)
     ll_target_divergence: float = 80.0  # δ_L (skill_critic)
     ll_log_sigma: float = -3.0  # log σ_â of the LL action prior and π_L's initial log σ
     ll_min_alpha: float | None = None  # floor of α_L (skill_critic); None: none
@@ -139,6 +140,8 @@ class AgentSpec:
             value = getattr(self, name)
             if value is not None and not (math.isfinite(value) and value > 0):
                 raise ValueError(f"agent.{name} must be a positive number or null, got {value}")
+        if self.n_critics < 1:
+            raise ValueError(f"agent.n_critics must be >= 1, got {self.n_critics}")
         if self.kl_samples < 1:
             raise ValueError(f"agent.kl_samples must be >= 1, got {self.kl_samples}")
         stats = (self.state_mean, self.state_std)
@@ -490,9 +493,13 @@ def build_agent(
     )
     flat = dict(common, action_scale=spec.action_scale, max_value=spec.value_bound(1))
 
-    def critic(action_dim: int) -> TwinCritic:
-        return TwinCritic(
-            ds + action_dim, spec.critic_hidden, spec.critic_layers, spec.critic_layer_norm
+    def critic(action_dim: int) -> CriticEnsemble:
+        return CriticEnsemble(
+            ds + action_dim,
+            spec.critic_hidden,
+            spec.critic_layers,
+            spec.critic_layer_norm,
+            spec.n_critics,
         )
 
     def scratch_policy(out_dim: int) -> ObsHead:  # a state policy learned from scratch
@@ -554,11 +561,12 @@ def build_agent(
 
     ll = SACLevel(
         LowLevelHead(decoder_policy_head(prior, spec.ll_log_sigma), image),
-        TwinCritic(
+        CriticEnsemble(
             ds + nz + h + da,
             spec.ll_critic_hidden,
             spec.ll_critic_layers,
             spec.critic_layer_norm,
+            spec.n_critics,
         ),
         da,
         regulariser="divergence",

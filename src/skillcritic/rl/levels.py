@@ -1,4 +1,4 @@
-"""One "SAC level": actor, twin critics, targets and temperature, with one update step.
+"""One "SAC level": actor, critics, targets and temperature, with one update step.
 
 The same :class:`SACLevel` serves flat SAC (entropy regulariser), the SPiRL HL and both
 Skill-Critic levels (divergence to a frozen reference, reference §3.1, §3.2, §3.5). The loss
@@ -43,26 +43,41 @@ SQUASHES = ("tanh", "clip")  # how a level maps its Gaussian sample u to an acti
 REFERENCE_KEY = "ref"  # observation key of cached reference parameters [μ, log σ]
 
 
-class TwinCritic(nn.Module):
-    """Two independent MLP critics ``Q_1, Q_2`` over one concatenated input (no BatchNorm)."""
+class CriticEnsemble(nn.Module):
+    """``n_critics`` independent MLP critics ``Q_1 … Q_n`` over one concatenated input (no
+    BatchNorm); the reference's twin critic is ``n_critics=2``.
+
+    Targets and the actor use the minimum over all members. With more than two (SAC-N, An et al.
+    2021; not the reference) the minimum is pessimistic where the members disagree, which is
+    far from the replay's data: there differently initialised critics extrapolate differently.
+    """
 
     def __init__(
-        self, in_dim: int, hidden: int = 256, n_hidden_layers: int = 2, layer_norm: bool = False
+        self,
+        in_dim: int,
+        hidden: int = 256,
+        n_hidden_layers: int = 2,
+        layer_norm: bool = False,
+        n_critics: int = 2,
     ) -> None:
-        """Each critic is ``mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False,
-        layer_norm=layer_norm)``."""
+        """Each member is ``mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False,
+        layer_norm=layer_norm)``, registered as ``q1 … qn``."""
         super().__init__()
-        self.q1 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False, layer_norm=layer_norm)
-        self.q2 = mlp(in_dim, 1, hidden, n_hidden_layers, batch_norm=False, layer_norm=layer_norm)
+        if n_critics < 1:
+            raise ValueError(f"a critic ensemble needs at least one member, got {n_critics}")
+        for i in range(1, n_critics + 1):
+            member = mlp(
+                in_dim, 1, hidden, n_hidden_layers, batch_norm=False, layer_norm=layer_norm
+            )
+            self.add_module(f"q{i}", member)
 
-    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """``(..., in_dim)`` → ``(q1, q2)``, each of shape ``(...)``."""
-        return self.q1(x).squeeze(-1), self.q2(x).squeeze(-1)
+    def forward(self, x: Tensor) -> tuple[Tensor, ...]:
+        """``(..., in_dim)`` → ``(q1, …, qn)``, each of shape ``(...)``."""
+        return tuple(member(x).squeeze(-1) for member in self.children())
 
     def min(self, x: Tensor) -> Tensor:
-        """``min(Q_1, Q_2)`` elementwise, shape ``(...)``."""
-        q1, q2 = self(x)
-        return torch.minimum(q1, q2)
+        """``min_i Q_i`` elementwise, shape ``(...)``."""
+        return torch.stack(self(x)).amin(dim=0)
 
 
 def _default_critic_input(obs: Tensor, action: Tensor) -> Tensor:
@@ -71,11 +86,11 @@ def _default_critic_input(obs: Tensor, action: Tensor) -> Tensor:
 
 
 class SACLevel(nn.Module):
-    """Actor + twin critic (+ targets) + temperature of one SAC level.
+    """Actor + critic ensemble (+ targets) + temperature of one SAC level.
 
     Args:
         actor: maps an observation to a :class:`DiagGaussian` over pre-tanh actions.
-        critic: the twin critic; its target is a frozen deep copy.
+        critic: the critic ensemble; its target is a frozen deep copy.
         action_dim: size of the action (sets the default target entropy ``−action_dim``).
         regulariser: ``"entropy"`` (``log π``) or ``"divergence"`` (``D = KL_MC(π ‖ reference)``).
         target: target entropy H̄ (default ``−action_dim``) or target divergence δ (required).
@@ -100,7 +115,7 @@ class SACLevel(nn.Module):
     def __init__(
         self,
         actor: nn.Module,
-        critic: TwinCritic,
+        critic: CriticEnsemble,
         action_dim: int,
         *,
         regulariser: str = "entropy",
