@@ -48,8 +48,9 @@ class CriticEnsemble(nn.Module):
     BatchNorm); the reference's twin critic is ``n_critics=2``.
 
     Targets and the actor use the minimum over all members. With more than two (SAC-N, An et al.
-    2021; not the reference) the minimum is pessimistic where the members disagree, which is
-    far from the replay's data: there differently initialised critics extrapolate differently.
+    2021; not the reference) the minimum is pessimistic where the members disagree, which can
+    be far from the replay's data, where differently initialised critics may extrapolate
+    differently (on maze ``spirl`` ten of them agreed there: docs/results.md).
     """
 
     def __init__(
