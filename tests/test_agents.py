@@ -186,7 +186,7 @@ def test_n_critics_reaches_every_critic(name: str) -> None:
     levels = [agent.hl] + ([agent.ll] if agent.ll is not None else [])
     for level in levels:
         for critic in (level.critic, level.critic_target):
-            assert [name for name, _ in critic.named_children()] == [f"q{i}" for i in range(1, 6)]
+            assert [child for child, _ in critic.named_children()] == [f"q{i}" for i in range(1, 6)]
     with pytest.raises(ValueError, match="n_critics must be >= 1"):
         small_spec(name, n_critics=0)
 
