@@ -1,4 +1,5 @@
-"""Tests for skillcritic.viz.videos (GIFs) and plot_skill_path: real files written and read back."""
+"""Tests for skillcritic.viz.videos (GIFs), plot_skill_path and plot_cell_values: real files
+written and read back."""
 
 from __future__ import annotations
 
@@ -6,7 +7,7 @@ import imageio.v3 as iio
 import numpy as np
 import pytest
 
-from skillcritic.viz.pictures import plot_skill_path
+from skillcritic.viz.pictures import plot_cell_values, plot_skill_path
 from skillcritic.viz.videos import subsample_frames, write_video
 
 
@@ -66,6 +67,19 @@ def test_plot_skill_path_writes_png(tmp_path):
     written = plot_skill_path(small_maze(), positions, 10, tmp_path / "hrl.png", goal=(3, 3))
     assert written.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert written.stat().st_size > 0
+
+
+def test_plot_cell_values_writes_png_and_checks_shape(tmp_path):
+    walls = small_maze()
+    values = np.arange(walls.size, dtype=float).reshape(walls.shape)
+    values[2, 2] = np.nan  # a cell without a value stays blank
+    marked = np.array([[1, 1], [3, 2]])
+    written = plot_cell_values(walls, values, tmp_path / "q.png", "Q", (3, 3), marked=marked)
+    assert iio.imread(written).ndim == 3
+    assert [p.name for p in tmp_path.iterdir()] == ["q.png"]
+    with pytest.raises(ValueError, match="walls' shape"):
+        plot_cell_values(walls, values[:, :3], tmp_path / "bad.png", "Q")
+    assert not (tmp_path / "bad.png").exists()
 
 
 def test_same_path_is_replaced_by_complete_files(tmp_path):

@@ -83,13 +83,40 @@ def plot_visit_heatmap(
     visited = np.zeros((len(positions), rows, cols), dtype=bool)
     episode = np.repeat(np.arange(len(positions)), positions.shape[1])
     visited[episode, cells[..., 0].ravel(), cells[..., 1].ravel()] = True
-    share = np.where(walls, np.nan, visited.mean(axis=0))
+    return plot_cell_values(
+        walls, visited.mean(axis=0), path, "share of episodes visiting the cell", goal, title, 0, 1
+    )
+
+
+def plot_cell_values(
+    walls: np.ndarray,
+    values: np.ndarray,
+    path: Path,
+    label: str,
+    goal: tuple[float, float] | None = None,
+    title: str = "",
+    vmin: float | None = None,
+    vmax: float | None = None,
+    marked: np.ndarray | None = None,
+) -> Path:
+    """A value per cell (``values`` shaped like ``walls``; walls and NaNs left blank) as a
+    heat map over the maze, the goal starred and the cells of ``marked`` ((M, 2) row, col)
+    dotted."""
+    if values.shape != walls.shape:
+        raise ValueError(f"values {values.shape} must have the walls' shape {walls.shape}")
+    rows, cols = walls.shape
     figure, axis = plt.subplots(figsize=(6.6, 6 * rows / cols))
     _draw_walls(axis, walls)
     image = axis.imshow(
-        share, cmap="magma", vmin=0, vmax=1, extent=(-0.5, cols - 0.5, rows - 0.5, -0.5)
+        np.where(walls, np.nan, values),
+        cmap="magma",
+        vmin=vmin,
+        vmax=vmax,
+        extent=(-0.5, cols - 0.5, rows - 0.5, -0.5),
     )
-    figure.colorbar(image, ax=axis, fraction=0.046, label="share of episodes visiting the cell")
+    figure.colorbar(image, ax=axis, fraction=0.046, label=label)
+    if marked is not None and len(marked):
+        axis.plot(marked[:, 1], marked[:, 0], ".", color="tab:cyan", markersize=2)
     if goal is not None:
         axis.plot(goal[1], goal[0], "*", color="tab:green", markersize=14)
     axis.set_title(title)
