@@ -25,6 +25,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import torch
+from prior_coverage import hl_replay  # a sibling script: benchmarks/ is on sys.path
 
 import skillcritic  # noqa: F401  (registers the maze)
 from skillcritic.envs.maze.planner import distance_to
@@ -36,20 +37,12 @@ Cell = tuple[int, int]
 
 
 def replay_skills(last: Path) -> tuple[np.ndarray, torch.Tensor, np.ndarray]:
-    """The HL replay of a run's ``last.ckpt`` in write order: start cells (N, 2), skills (N, nz),
-    and each row's HL step (its index among every row ever written)."""
-    state = torch.load(last, map_location="cpu", weights_only=True, mmap=True)["skillcritic"]
-    experience = state["experience"]
-    if "buffers" not in experience:
-        raise SystemExit(f"error: {last} holds no replay (run with save_buffers=true)")
-    replay = experience["buffers"]["hl"]["state"]
-    size, fields = replay["size"], replay["fields"]
-    order = np.arange(size)
-    if size == replay["capacity"]:  # full ring: the oldest row sits at the write position
-        order = np.roll(order, -replay["pos"])
-    cells = np.rint(fields["state"][:size, :2].numpy()[order]).astype(np.int64)
-    written = experience["collector"]["hl_steps"] - size + np.arange(size)
-    return cells, fields["z"][:size][torch.from_numpy(order)], written
+    """The HL replay of a run's ``last.ckpt``, oldest row first: start cells (N, 2), skills
+    (N, nz), and each row's HL step (its index among every row ever written)."""
+    fields, collector = hl_replay(last, ("state", "z"))
+    size = len(fields["z"])
+    written = collector["hl_steps"] - size + np.arange(size)
+    return np.rint(fields["state"][:, :2]).astype(np.int64), torch.from_numpy(fields["z"]), written
 
 
 def step_checkpoints(run: Path, every: int | None) -> list[tuple[int, Path]]:

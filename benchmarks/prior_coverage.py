@@ -104,6 +104,22 @@ def random_paths(task, episodes: int, seed: int, steps: int) -> list[np.ndarray]
     return paths
 
 
+def hl_replay(checkpoint: Path, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
+    """Fields ``names`` of a hierarchical RL checkpoint's HL replay, oldest row first, and its
+    collector's state (``env_steps``, ``hl_steps``, ...)."""
+    state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
+    experience = state["skillcritic"]["experience"]
+    if "buffers" not in experience:
+        raise SystemExit(f"error: {checkpoint} holds no replay (run with save_buffers=true)")
+    replay = experience["buffers"]["hl"]["state"]
+    size = replay["size"]
+    order = np.arange(size)
+    if size == replay["capacity"]:  # full ring: the oldest row sits at the write position
+        order = np.roll(order, -replay["pos"])
+    fields = {name: replay["fields"][name][:size].numpy()[order] for name in names}
+    return fields, experience["collector"]
+
+
 def replay_paths(checkpoint: Path) -> tuple[list[np.ndarray], list[int], list[bool]]:
     """Positions (one per skill) of the training episodes in a hierarchical RL checkpoint's HL
     replay, the env step each began at, and whether it was rewarded.
@@ -113,20 +129,12 @@ def replay_paths(checkpoint: Path) -> tuple[list[np.ndarray], list[int], list[bo
     ends its episode. Two episodes that meet in exactly the same state (agents pinned in the same
     corner) may swap their continuations there, which leaves the counts right.
     """
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["skillcritic"]
-    experience = state["experience"]
-    if "buffers" not in experience:
-        raise SystemExit(f"error: {checkpoint} holds no replay (run with save_buffers=true)")
-    replay = experience["buffers"]["hl"]["state"]
-    size, fields = replay["size"], replay["fields"]
-    order = np.arange(size)
-    if size == replay["capacity"]:  # full ring: the oldest row sits at the write position
-        order = np.roll(order, -replay["pos"])
-    states = fields["state"][:size].numpy()[order]
-    next_states = fields["next_state"][:size].numpy()[order]
-    ends = (fields["terminated"][:size] | fields["truncated"][:size]).numpy()[order]
-    rewards = fields["reward"][:size].numpy()[order]
-    collector = experience["collector"]
+    fields, collector = hl_replay(
+        checkpoint, ("state", "next_state", "terminated", "truncated", "reward")
+    )
+    states, next_states, rewards = fields["state"], fields["next_state"], fields["reward"]
+    ends = fields["terminated"] | fields["truncated"]
+    size = len(states)
     horizon = collector["env_steps"] // max(collector["hl_steps"], 1)
     first_row = collector["hl_steps"] - size  # rows that fell out of a full buffer
     episodes: list[list[int]] = []
