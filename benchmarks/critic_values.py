@@ -25,6 +25,7 @@ from pathlib import Path
 import gymnasium
 import numpy as np
 import torch
+from omegaconf import OmegaConf
 from prior_coverage import hl_replay  # a sibling script: benchmarks/ is on sys.path
 
 import skillcritic  # noqa: F401  (registers the maze)
@@ -105,6 +106,7 @@ def main() -> None:
     task = gymnasium.make("skillcritic/Maze-v0", task=task_name).unwrapped.task
     walls, goal = np.asarray(task.walls), tuple(int(v) for v in task.goal)
     free = np.argwhere(distance_to(walls, goal) >= 0)  # the cells the goal can be reached from
+    checkpoints = step_checkpoints(args.run, args.every)
     replay_cells, replay_z, written = replay_skills(args.run / "checkpoints" / "last.ckpt")
     print(
         f"{args.run} on {task_name}: {len(free)} cells connected to the goal, Q at rest, max "
@@ -114,7 +116,7 @@ def main() -> None:
         "env step | visited: cells, mean Q (max) | unvisited: cells, mean Q (max), above the "
         "visited max | goal Q (rank) | highest cell"
     )
-    for step, checkpoint in step_checkpoints(args.run, args.every):
+    for step, checkpoint in checkpoints:
         hl_steps = read_checkpoint(checkpoint)["skillcritic"]["experience"]["collector"]["hl_steps"]
         rows = np.flatnonzero(written < hl_steps)
         if not len(rows):
@@ -146,8 +148,6 @@ def _run_task(run: Path) -> str:
     config = run / ".hydra" / "config.yaml"
     if not config.is_file():
         raise SystemExit(f"error: {config} not found; pass --task")
-    from omegaconf import OmegaConf
-
     return str(OmegaConf.load(config).env.task)
 
 

@@ -107,6 +107,8 @@ def random_paths(task, episodes: int, seed: int, steps: int) -> list[np.ndarray]
 def hl_replay(checkpoint: Path, names: tuple[str, ...]) -> tuple[dict[str, np.ndarray], dict]:
     """Fields ``names`` of a hierarchical RL checkpoint's HL replay, oldest row first, and its
     collector's state (``env_steps``, ``hl_steps``, ...)."""
+    if not checkpoint.is_file():
+        raise SystemExit(f"error: {checkpoint} not found")
     state = torch.load(checkpoint, map_location="cpu", weights_only=True, mmap=True)
     experience = state["skillcritic"]["experience"]
     if "buffers" not in experience:
