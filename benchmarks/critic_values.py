@@ -31,7 +31,7 @@ from prior_coverage import hl_replay  # a sibling script: benchmarks/ is on sys.
 import skillcritic  # noqa: F401  (registers the maze)
 from skillcritic.envs.maze.planner import distance_to
 from skillcritic.rl.module import RLModule
-from skillcritic.train_rl import load_module, read_checkpoint
+from skillcritic.train_rl import module_from_checkpoint, read_checkpoint
 from skillcritic.viz.pictures import plot_cell_values
 
 Cell = tuple[int, int]
@@ -117,14 +117,15 @@ def main() -> None:
         "visited max | goal Q (rank) | highest cell"
     )
     for step, checkpoint in checkpoints:
-        hl_steps = read_checkpoint(checkpoint)["skillcritic"]["experience"]["collector"]["hl_steps"]
+        contents = read_checkpoint(checkpoint)
+        hl_steps = contents["skillcritic"]["experience"]["collector"]["hl_steps"]
         rows = np.flatnonzero(written < hl_steps)
         if not len(rows):
             print(f"{step:>8} | no replay rows before this checkpoint in last.ckpt's buffer")
             continue
         pick = torch.randperm(len(rows), generator=torch.Generator().manual_seed(0))
         skills = replay_z[rows[pick[: args.skills].numpy()]]
-        values = cell_values(load_module(checkpoint), free, skills)
+        values = cell_values(module_from_checkpoint(contents), free, skills)
         seen = np.zeros(walls.shape, dtype=bool)
         seen[tuple(replay_cells[rows].clip(0, np.array(walls.shape) - 1).T)] = True
         visited = seen[free[:, 0], free[:, 1]]

@@ -198,7 +198,11 @@ def read_checkpoint(path: Path, agent: str | None = None) -> dict[str, Any]:
 
 def load_module(path: Path, agent: str | None = None) -> RLModule:
     """An RL module from its checkpoint (weights only); ``agent`` must match if given."""
-    checkpoint = read_checkpoint(path, agent)
+    return module_from_checkpoint(read_checkpoint(path, agent))
+
+
+def module_from_checkpoint(checkpoint: dict[str, Any]) -> RLModule:
+    """The RL module (eval mode) that :func:`read_checkpoint`'s contents hold."""
     module = RLModule(**checkpoint["hyper_parameters"])
     module.load_state_dict(checkpoint["state_dict"])
     module.agent.set_stage(checkpoint["skillcritic"]["stage"])
